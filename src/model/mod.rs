@@ -1,0 +1,1 @@
+//! Backbones, weight loading and the CDO expert/apprentice pair.
