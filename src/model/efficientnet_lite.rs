@@ -1,0 +1,194 @@
+//! EfficientNet-Lite0 with the efficientnet_pytorch tensor names (`_conv_stem`, `_bn0`,
+//! `_blocks.N._expand_conv` ...). Lite variant: no squeeze-excite, ReLU6, BatchNorm eps
+//! 1e-3, symmetric padding k/2, fixed stem (32) and head (1280).
+
+use candle_core::{Result, Tensor};
+
+use super::layers::{check_input, relu6, ConvBn, ConvSpec, Linear, Mode, ParamSource};
+
+const BN_EPS: f64 = 1e-3;
+
+/// (kernel, stride, expand ratio, output channels, repeats) per stage.
+const STAGES: [(usize, usize, usize, usize, usize); 7] = [
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+];
+const STEM: usize = 32;
+const HEAD: usize = 1280;
+
+/// The last block of each stride-4/8/16 group: the CDO taps.
+pub const TAP_BLOCKS: [usize; 3] = [2, 4, 10];
+pub const TAP_CHANNELS: [usize; 3] = [24, 40, 112];
+
+/// Tensors after the last tap; a checkpoint may hold them, the tapped model never runs them.
+pub const AFTER_LAST_TAP: [&str; 8] = [
+    "_blocks.11.",
+    "_blocks.12.",
+    "_blocks.13.",
+    "_blocks.14.",
+    "_blocks.15.",
+    "_conv_head.",
+    "_bn1.",
+    "_fc.",
+];
+
+struct MbBlock {
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
+    residual: bool,
+}
+
+impl MbBlock {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let mut h = x.clone();
+        if let Some(e) = &self.expand {
+            h = relu6(&e.forward(&h, mode)?)?;
+        }
+        h = relu6(&self.depthwise.forward(&h, mode)?)?;
+        h = self.project.forward(&h, mode)?;
+        if self.residual {
+            h = (h + x)?;
+        }
+        Ok(h)
+    }
+
+    fn fold_bn(&mut self) -> Result<()> {
+        if let Some(e) = &mut self.expand {
+            e.fold_bn()?;
+        }
+        self.depthwise.fold_bn()?;
+        self.project.fold_bn()
+    }
+}
+
+pub struct EfficientNetLite0 {
+    stem: ConvBn,
+    blocks: Vec<MbBlock>,
+    head: Option<(ConvBn, Linear)>,
+}
+
+impl EfficientNetLite0 {
+    /// Builds the blocks up to the last tap; with `classifier` also the rest and the
+    /// ImageNet head.
+    pub fn new(src: &mut dyn ParamSource, classifier: bool, bn_momentum: f64) -> Result<Self> {
+        let m = bn_momentum;
+        let stem = ConvBn::new(
+            src,
+            "_conv_stem",
+            Some("_bn0"),
+            ConvSpec { cin: 3, cout: STEM, k: 3, stride: 2, padding: 1, depthwise: false },
+            BN_EPS,
+            m,
+        )?;
+        let last = if classifier { usize::MAX } else { TAP_BLOCKS[2] };
+        let mut blocks = Vec::new();
+        let mut cin = STEM;
+        let mut idx = 0;
+        'stages: for &(k, stride, expand, cout, repeats) in STAGES.iter() {
+            for r in 0..repeats {
+                if idx > last {
+                    break 'stages;
+                }
+                let s = if r == 0 { stride } else { 1 };
+                let p = format!("_blocks.{idx}");
+                let mid = cin * expand;
+                let expand_conv = if expand != 1 {
+                    Some(ConvBn::new(
+                        src,
+                        &format!("{p}._expand_conv"),
+                        Some(&format!("{p}._bn0")),
+                        ConvSpec { cin, cout: mid, k: 1, stride: 1, padding: 0, depthwise: false },
+                        BN_EPS,
+                        m,
+                    )?)
+                } else {
+                    None
+                };
+                let depthwise = ConvBn::new(
+                    src,
+                    &format!("{p}._depthwise_conv"),
+                    Some(&format!("{p}._bn1")),
+                    ConvSpec { cin: mid, cout: mid, k, stride: s, padding: k / 2, depthwise: true },
+                    BN_EPS,
+                    m,
+                )?;
+                let project = ConvBn::new(
+                    src,
+                    &format!("{p}._project_conv"),
+                    Some(&format!("{p}._bn2")),
+                    ConvSpec { cin: mid, cout, k: 1, stride: 1, padding: 0, depthwise: false },
+                    BN_EPS,
+                    m,
+                )?;
+                blocks.push(MbBlock {
+                    expand: expand_conv,
+                    depthwise,
+                    project,
+                    residual: s == 1 && cin == cout,
+                });
+                cin = cout;
+                idx += 1;
+            }
+        }
+        let head = if classifier {
+            let conv = ConvBn::new(
+                src,
+                "_conv_head",
+                Some("_bn1"),
+                ConvSpec { cin, cout: HEAD, k: 1, stride: 1, padding: 0, depthwise: false },
+                BN_EPS,
+                m,
+            )?;
+            Some((conv, Linear::new(src, "_fc", HEAD, 1000)?))
+        } else {
+            None
+        };
+        Ok(Self { stem, blocks, head })
+    }
+
+    pub fn fold_bn(&mut self) -> Result<()> {
+        self.stem.fold_bn()?;
+        for b in &mut self.blocks {
+            b.fold_bn()?;
+        }
+        if let Some((conv, _)) = &mut self.head {
+            conv.fold_bn()?;
+        }
+        Ok(())
+    }
+
+    /// The three CDO feature maps (strides 4, 8, 16).
+    pub fn features(&self, x: &Tensor, mode: Mode) -> Result<Vec<Tensor>> {
+        check_input(x)?;
+        let mut h = relu6(&self.stem.forward(x, mode)?)?;
+        let mut taps = Vec::with_capacity(3);
+        for (i, block) in self.blocks.iter().enumerate().take(TAP_BLOCKS[2] + 1) {
+            h = block.forward(&h, mode)?;
+            if TAP_BLOCKS.contains(&i) {
+                taps.push(h.clone());
+            }
+        }
+        Ok(taps)
+    }
+
+    /// ImageNet logits (B x 1000); only for a model built with `classifier`.
+    pub fn classify(&self, x: &Tensor) -> Result<Tensor> {
+        check_input(x)?;
+        let Some((conv, fc)) = &self.head else {
+            candle_core::bail!("model was built without its classifier head");
+        };
+        let mut h = relu6(&self.stem.forward(x, Mode::Eval)?)?;
+        for block in &self.blocks {
+            h = block.forward(&h, Mode::Eval)?;
+        }
+        let h = relu6(&conv.forward(&h, Mode::Eval)?)?;
+        let pooled = h.mean(3)?.mean(2)?;
+        fc.forward(&pooled)
+    }
+}

@@ -1,0 +1,296 @@
+//! The few layers the backbones need, written once and built either from a pretrained
+//! checkpoint (the frozen expert) or from fresh trainable variables (the apprentice).
+//! Tensor names follow the upstream implementations so a checkpoint's state dict and the
+//! apprentice's saved weights share one naming.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::checkpoint::{Checkpoint, CheckpointError};
+use super::depthwise::depthwise_conv2d;
+
+/// How a parameter is initialised when it is created rather than loaded (PyTorch's defaults).
+#[derive(Debug, Clone, Copy)]
+pub enum Init {
+    /// Conv/linear weights: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a = sqrt 5).
+    FanInUniform { fan_in: usize },
+    Const(f32),
+}
+
+/// Where layer parameters come from.
+pub trait ParamSource {
+    /// A trainable parameter (conv/linear weight, BN affine).
+    fn param(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Tensor>;
+    /// A non-trainable buffer (BN running statistics), updated in place while training.
+    fn buffer(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Var>;
+}
+
+/// Parameters read from a checkpoint; the first missing or mis-shaped tensor is an error
+/// naming the file, the tensor and both shapes.
+pub struct FromCheckpoint {
+    pub checkpoint: Checkpoint,
+    pub device: Device,
+    /// Set when a tensor was missing or mis-shaped; the typed error survives candle's
+    /// string-only error type this way.
+    pub error: Option<CheckpointError>,
+}
+
+impl FromCheckpoint {
+    pub fn new(checkpoint: Checkpoint, device: &Device) -> Self {
+        Self {
+            checkpoint,
+            device: device.clone(),
+            error: None,
+        }
+    }
+
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        match self.checkpoint.take(name, shape) {
+            Ok(t) => t.to_device(&self.device),
+            Err(e) => {
+                let msg = e.to_string();
+                self.error.get_or_insert(e);
+                Err(candle_core::Error::Msg(msg))
+            }
+        }
+    }
+}
+
+impl ParamSource for FromCheckpoint {
+    fn param(&mut self, name: &str, shape: &[usize], _init: Init) -> Result<Tensor> {
+        self.take(name, shape)
+    }
+    fn buffer(&mut self, name: &str, shape: &[usize], _init: Init) -> Result<Var> {
+        Var::from_tensor(&self.take(name, shape)?)
+    }
+}
+
+/// Fresh, seeded parameters for training. Keeps every variable by name so the trainer can
+/// hand the trainable ones to the optimiser and save all of them.
+pub struct Fresh {
+    rng: ChaCha8Rng,
+    device: Device,
+    pub params: Vec<(String, Var)>,
+    pub buffers: Vec<(String, Var)>,
+}
+
+impl Fresh {
+    pub fn new(seed: u64, device: &Device) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            device: device.clone(),
+            params: Vec::new(),
+            buffers: Vec::new(),
+        }
+    }
+
+    fn make(&mut self, shape: &[usize], init: Init) -> Result<Var> {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = match init {
+            Init::Const(v) => vec![v; n],
+            Init::FanInUniform { fan_in } => {
+                let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+                (0..n).map(|_| self.rng.gen_range(-bound..bound)).collect()
+            }
+        };
+        Var::from_tensor(&Tensor::from_vec(data, shape, &self.device)?)
+    }
+}
+
+impl ParamSource for Fresh {
+    fn param(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+        let var = self.make(shape, init)?;
+        self.params.push((name.to_string(), var.clone()));
+        Ok(var.as_tensor().clone())
+    }
+    fn buffer(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Var> {
+        let var = self.make(shape, init)?;
+        self.buffers.push((name.to_string(), var.clone()));
+        Ok(var)
+    }
+}
+
+/// Whether a forward pass trains (batch statistics, running-stat updates) or infers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// BatchNorm2d with PyTorch semantics (biased batch variance for normalising, unbiased for
+/// the running estimate).
+pub struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BatchNorm {
+    pub fn new(src: &mut dyn ParamSource, prefix: &str, c: usize, eps: f64, momentum: f64) -> Result<Self> {
+        Ok(Self {
+            weight: src.param(&format!("{prefix}.weight"), &[c], Init::Const(1.0))?,
+            bias: src.param(&format!("{prefix}.bias"), &[c], Init::Const(0.0))?,
+            running_mean: src.buffer(&format!("{prefix}.running_mean"), &[c], Init::Const(0.0))?,
+            running_var: src.buffer(&format!("{prefix}.running_var"), &[c], Init::Const(1.0))?,
+            eps,
+            momentum,
+        })
+    }
+
+    /// Per-channel scale and shift equivalent to this layer in eval mode.
+    fn eval_affine(&self) -> Result<(Tensor, Tensor)> {
+        let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
+        let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
+        Ok((scale, shift))
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let c = self.weight.dim(0)?;
+        match mode {
+            Mode::Eval => {
+                let (scale, shift) = self.eval_affine()?;
+                x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+                    .broadcast_add(&shift.reshape((1, c, 1, 1))?)
+            }
+            Mode::Train => {
+                let (b, _, h, w) = x.dims4()?;
+                let n = (b * h * w) as f64;
+                let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+                let centred = x.broadcast_sub(&mean)?;
+                let var = centred.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+                let normed = centred.broadcast_div(&(&var + self.eps)?.sqrt()?)?;
+                let out = normed
+                    .broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?
+                    .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?;
+                // Running statistics: exponential moving average, no gradient.
+                let m = self.momentum;
+                let mean = mean.flatten_all()?.detach();
+                let unbiased = (var.flatten_all()?.detach() * (n / (n - 1.0).max(1.0)))?;
+                self.running_mean
+                    .set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
+                self.running_var
+                    .set(&((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// A convolution, optionally followed by BatchNorm. Depthwise convolutions (groups equal
+/// to channels) use a dedicated kernel instead of candle's one-convolution-per-group path.
+pub struct ConvBn {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    bn: Option<BatchNorm>,
+    stride: usize,
+    padding: usize,
+    depthwise: bool,
+}
+
+pub struct ConvSpec {
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub depthwise: bool,
+}
+
+impl ConvBn {
+    /// `conv_name` is the conv's tensor prefix, `bn_name` the BatchNorm's (None: no BN).
+    pub fn new(
+        src: &mut dyn ParamSource,
+        conv_name: &str,
+        bn_name: Option<&str>,
+        spec: ConvSpec,
+        bn_eps: f64,
+        bn_momentum: f64,
+    ) -> Result<Self> {
+        let cin_per_group = if spec.depthwise { 1 } else { spec.cin };
+        let fan_in = cin_per_group * spec.k * spec.k;
+        let weight = src.param(
+            &format!("{conv_name}.weight"),
+            &[spec.cout, cin_per_group, spec.k, spec.k],
+            Init::FanInUniform { fan_in },
+        )?;
+        let bn = match bn_name {
+            Some(name) => Some(BatchNorm::new(src, name, spec.cout, bn_eps, bn_momentum)?),
+            None => None,
+        };
+        Ok(Self {
+            weight,
+            bias: None,
+            bn,
+            stride: spec.stride,
+            padding: spec.padding,
+            depthwise: spec.depthwise,
+        })
+    }
+
+    /// Folds eval-mode BatchNorm into the convolution's weight and bias: one pass over the
+    /// activation instead of two, same result up to rounding. Only for frozen models.
+    pub fn fold_bn(&mut self) -> Result<()> {
+        if let Some(bn) = self.bn.take() {
+            let (scale, shift) = bn.eval_affine()?;
+            let cout = self.weight.dim(0)?;
+            self.weight = self.weight.broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?;
+            self.bias = Some(match &self.bias {
+                Some(b) => ((b * &scale)? + shift)?,
+                None => shift,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let y = if self.depthwise {
+            depthwise_conv2d(x, &self.weight, self.stride, self.padding)?
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+        };
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
+            None => y,
+        };
+        match &self.bn {
+            Some(bn) => bn.forward(&y, mode),
+            None => Ok(y),
+        }
+    }
+}
+
+/// A fully connected classifier layer (only used by the ImageNet check).
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    pub fn new(src: &mut dyn ParamSource, name: &str, cin: usize, cout: usize) -> Result<Self> {
+        let init = Init::FanInUniform { fan_in: cin };
+        Ok(Self {
+            weight: src.param(&format!("{name}.weight"), &[cout, cin], init)?,
+            bias: src.param(&format!("{name}.bias"), &[cout], init)?,
+        })
+    }
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+    }
+}
+
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    x.clamp(0f32, 6f32)
+}
+
+/// Checks that a tensor is 4-D f32 (the backbones' input contract).
+pub fn check_input(x: &Tensor) -> Result<()> {
+    let (_, c, _, _) = x.dims4()?;
+    if c != 3 || x.dtype() != DType::F32 {
+        candle_core::bail!("backbone input must be B x 3 x H x W f32, got {:?} {:?}", x.dims(), x.dtype());
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! ResNet18 and WideResNet50-2 with torchvision's tensor names (`conv1`, `bn1`,
+//! `layer1.0.conv1`, `layer2.0.downsample.0` ...), so torchvision checkpoints load as they
+//! are. CDO taps layer1..layer3 (strides 4, 8, 16); layer4 and the classifier never run.
+
+use candle_core::{Result, Tensor};
+
+use super::layers::{check_input, ConvBn, ConvSpec, Mode, ParamSource};
+
+const BN_EPS: f64 = 1e-5;
+
+/// Tensors after the last tap.
+pub const AFTER_LAST_TAP: [&str; 2] = ["layer4.", "fc."];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResNetKind {
+    ResNet18,
+    WideResNet50_2,
+}
+
+impl ResNetKind {
+    pub fn tap_channels(self) -> [usize; 3] {
+        match self {
+            ResNetKind::ResNet18 => [64, 128, 256],
+            ResNetKind::WideResNet50_2 => [256, 512, 1024],
+        }
+    }
+}
+
+/// A BasicBlock (two 3x3) or a Bottleneck (1x1, 3x3, 1x1), plus the optional projection.
+struct Block {
+    convs: Vec<ConvBn>,
+    downsample: Option<ConvBn>,
+}
+
+impl Block {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let mut h = x.clone();
+        let last = self.convs.len() - 1;
+        for (i, c) in self.convs.iter().enumerate() {
+            h = c.forward(&h, mode)?;
+            if i < last {
+                h = h.relu()?;
+            }
+        }
+        let identity = match &self.downsample {
+            Some(d) => d.forward(x, mode)?,
+            None => x.clone(),
+        };
+        (h + identity)?.relu()
+    }
+
+    fn fold_bn(&mut self) -> Result<()> {
+        for c in &mut self.convs {
+            c.fold_bn()?;
+        }
+        if let Some(d) = &mut self.downsample {
+            d.fold_bn()?;
+        }
+        Ok(())
+    }
+}
+
+pub struct ResNet {
+    stem: ConvBn,
+    layers: Vec<Vec<Block>>,
+}
+
+impl ResNet {
+    /// Builds the stem and layer1..layer3.
+    pub fn new(src: &mut dyn ParamSource, kind: ResNetKind, bn_momentum: f64) -> Result<Self> {
+        let m = bn_momentum;
+        let conv = |src: &mut dyn ParamSource, name: &str, bn: &str, cin, cout, k, stride| {
+            ConvBn::new(
+                src,
+                name,
+                Some(bn),
+                ConvSpec { cin, cout, k, stride, padding: k / 2, depthwise: false },
+                BN_EPS,
+                m,
+            )
+        };
+        let stem = conv(src, "conv1", "bn1", 3, 64, 7, 2)?;
+        let (repeats, expansion, width_factor): ([usize; 3], usize, usize) = match kind {
+            ResNetKind::ResNet18 => ([2, 2, 2], 1, 1),
+            ResNetKind::WideResNet50_2 => ([3, 4, 6], 4, 2),
+        };
+        let mut cin = 64;
+        let mut layers = Vec::new();
+        for (li, (&n, planes)) in repeats.iter().zip([64usize, 128, 256]).enumerate() {
+            let mut blocks = Vec::new();
+            for bi in 0..n {
+                let stride = if bi == 0 && li > 0 { 2 } else { 1 };
+                let p = format!("layer{}.{bi}", li + 1);
+                let cout = planes * expansion;
+                let convs = if expansion == 1 {
+                    vec![
+                        conv(src, &format!("{p}.conv1"), &format!("{p}.bn1"), cin, planes, 3, stride)?,
+                        conv(src, &format!("{p}.conv2"), &format!("{p}.bn2"), planes, planes, 3, 1)?,
+                    ]
+                } else {
+                    let width = planes * width_factor;
+                    vec![
+                        conv(src, &format!("{p}.conv1"), &format!("{p}.bn1"), cin, width, 1, 1)?,
+                        conv(src, &format!("{p}.conv2"), &format!("{p}.bn2"), width, width, 3, stride)?,
+                        conv(src, &format!("{p}.conv3"), &format!("{p}.bn3"), width, cout, 1, 1)?,
+                    ]
+                };
+                let downsample = if stride != 1 || cin != cout {
+                    Some(conv(
+                        src,
+                        &format!("{p}.downsample.0"),
+                        &format!("{p}.downsample.1"),
+                        cin,
+                        cout,
+                        1,
+                        stride,
+                    )?)
+                } else {
+                    None
+                };
+                blocks.push(Block { convs, downsample });
+                cin = cout;
+            }
+            layers.push(blocks);
+        }
+        Ok(Self { stem, layers })
+    }
+
+    pub fn fold_bn(&mut self) -> Result<()> {
+        self.stem.fold_bn()?;
+        for b in self.layers.iter_mut().flatten() {
+            b.fold_bn()?;
+        }
+        Ok(())
+    }
+
+    pub fn features(&self, x: &Tensor, mode: Mode) -> Result<Vec<Tensor>> {
+        check_input(x)?;
+        let h = self.stem.forward(x, mode)?.relu()?;
+        // 3x3/2 max-pool with padding 1: after ReLU every value is >= 0, so zero padding
+        // gives the same maximum as PyTorch's implicit -inf padding.
+        let mut h = h.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
+        let mut taps = Vec::with_capacity(3);
+        for layer in &self.layers {
+            for block in layer {
+                h = block.forward(&h, mode)?;
+            }
+            taps.push(h.clone());
+        }
+        Ok(taps)
+    }
+}
