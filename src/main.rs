@@ -1,1 +1,53 @@
-fn main(){}
+//! `cdo-inspect`: argument parsing and dispatch only; the work lives in the library.
+
+use clap::{Parser, Subcommand};
+
+use cdo_inspect::commands;
+
+#[derive(Parser)]
+#[command(
+    name = "cdo-inspect",
+    version,
+    about = "CDO anomaly detection for inspection stations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Train the apprentice from a folder of good images; writes a model bundle.
+    Train(commands::train::TrainArgs),
+    /// Score images with a model bundle; optionally write anomaly maps and heatmaps.
+    Infer(commands::infer::InferArgs),
+    /// Cut a sample inspection dataset (good and defective tiles) from a texture photograph.
+    SampleData(commands::sample_data::SampleDataArgs),
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    // Fix the worker count once: without it candle re-reads /proc/cpuinfo on every matmul.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    cdo_inspect::tune_allocator();
+    let cli = Cli::parse();
+    let result = match cli.verb {
+        Verb::Train(args) => commands::train::run(args),
+        Verb::Infer(args) => commands::infer::run(args),
+        Verb::SampleData(args) => commands::sample_data::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            log::error!("{e:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -38,7 +38,8 @@ fn write_torch_zip(path: &std::path::Path, tensors: &[(String, Tensor)], transpo
     }
     let file = std::fs::File::create(path).unwrap();
     let mut zip = zip::ZipWriter::new(file);
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let mut pkl = vec![0x80, 0x02];
     pkl.extend(b"ccollections\nOrderedDict\n)R(");
     for (i, (name, t)) in tensors.iter().enumerate() {
@@ -46,7 +47,15 @@ fn write_torch_zip(path: &std::path::Path, tensors: &[(String, Tensor)], transpo
         let dims = t.dims().to_vec();
         let fortran = transposed.contains(&name.as_str()) && dims.len() == 2;
         let (data, stride): (Vec<f32>, Vec<usize>) = if fortran {
-            let data = t.t().unwrap().contiguous().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let data = t
+                .t()
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             (data, vec![1, dims[0]])
         } else {
             let stride = t.stride().to_vec();
@@ -82,9 +91,19 @@ fn write_torch_zip(path: &std::path::Path, tensors: &[(String, Tensor)], transpo
 fn assert_same(a: &Checkpoint, b: &Checkpoint) {
     assert_eq!(a.tensors.len(), b.tensors.len());
     for (name, ta) in &a.tensors {
-        let tb = b.tensors.get(name).unwrap_or_else(|| panic!("{name} missing"));
+        let tb = b
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(ta.dims(), tb.dims(), "{name}");
-        let diff = (ta - tb).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (ta - tb)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(diff, 0.0, "{name} differs");
     }
 }
@@ -93,11 +112,17 @@ fn assert_same(a: &Checkpoint, b: &Checkpoint) {
 fn legacy_file_loads_with_the_published_layout() {
     let ckpt = legacy();
     assert_eq!(ckpt.format, CheckpointFormat::PyTorchLegacy);
-    assert_eq!(ckpt.sha256, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db");
+    assert_eq!(
+        ckpt.sha256,
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+    );
     // 296 entries, less the 49 integer num_batches_tracked buffers.
     assert_eq!(ckpt.tensors.len(), 296 - 49);
     assert_eq!(ckpt.tensors["_conv_stem.weight"].dims(), &[32, 3, 3, 3]);
-    assert_eq!(ckpt.tensors["_blocks.15._depthwise_conv.weight"].dims(), &[1152, 1, 3, 3]);
+    assert_eq!(
+        ckpt.tensors["_blocks.15._depthwise_conv.weight"].dims(),
+        &[1152, 1, 3, 3]
+    );
     assert_eq!(ckpt.tensors["_fc.weight"].dims(), &[1000, 1280]);
     // Values read independently from the file's storage (Python's pickle + struct):
     // the bytes come from the right storage at the right offset.
@@ -109,7 +134,11 @@ fn legacy_file_loads_with_the_published_layout() {
 #[test]
 fn zip_format_gives_the_same_tensors() {
     let original = legacy();
-    let tensors: Vec<(String, Tensor)> = original.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let tensors: Vec<(String, Tensor)> = original
+        .tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lite0-zip.pth");
     write_torch_zip(&path, &tensors, &["_fc.weight"]);
@@ -121,7 +150,11 @@ fn zip_format_gives_the_same_tensors() {
 #[test]
 fn safetensors_gives_the_same_tensors() {
     let original = legacy();
-    let map: HashMap<String, Tensor> = original.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let map: HashMap<String, Tensor> = original
+        .tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     // A misleading extension: the format is detected from the content.
     let path = dir.path().join("lite0.pth");
@@ -131,7 +164,9 @@ fn safetensors_gives_the_same_tensors() {
     assert_same(&original, &st);
 }
 
-fn save_modified(edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> (tempfile::TempDir, std::path::PathBuf) {
+fn save_modified(
+    edit: impl FnOnce(&mut HashMap<String, Tensor>),
+) -> (tempfile::TempDir, std::path::PathBuf) {
     let mut map: HashMap<String, Tensor> = legacy().tensors.into_iter().collect();
     edit(&mut map);
     let dir = tempfile::tempdir().unwrap();
@@ -150,11 +185,17 @@ fn expert_error(path: &std::path::Path) -> String {
 #[test]
 fn misshaped_tensor_is_named_with_both_shapes() {
     let (_d, path) = save_modified(|m| {
-        m.insert("_blocks.3._project_conv.weight".into(), Tensor::zeros((40, 100, 1, 1), DType::F32, &Device::Cpu).unwrap());
+        m.insert(
+            "_blocks.3._project_conv.weight".into(),
+            Tensor::zeros((40, 100, 1, 1), DType::F32, &Device::Cpu).unwrap(),
+        );
     });
     let err = expert_error(&path);
     assert!(err.contains("_blocks.3._project_conv.weight"), "{err}");
-    assert!(err.contains("[40, 100, 1, 1]") && err.contains("[40, 144, 1, 1]"), "{err}");
+    assert!(
+        err.contains("[40, 100, 1, 1]") && err.contains("[40, 144, 1, 1]"),
+        "{err}"
+    );
     assert!(err.contains("edited.safetensors"), "{err}");
 }
 
@@ -164,13 +205,19 @@ fn missing_tensor_is_named() {
         m.remove("_blocks.7._bn1.running_var");
     });
     let err = expert_error(&path);
-    assert!(err.contains("_blocks.7._bn1.running_var") && err.contains("[480]"), "{err}");
+    assert!(
+        err.contains("_blocks.7._bn1.running_var") && err.contains("[480]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn extra_tensor_is_named() {
     let (_d, path) = save_modified(|m| {
-        m.insert("_blocks.4._se_reduce.weight".into(), Tensor::zeros((10, 240, 1, 1), DType::F32, &Device::Cpu).unwrap());
+        m.insert(
+            "_blocks.4._se_reduce.weight".into(),
+            Tensor::zeros((10, 240, 1, 1), DType::F32, &Device::Cpu).unwrap(),
+        );
     });
     let err = expert_error(&path);
     assert!(err.contains("_blocks.4._se_reduce.weight"), "{err}");
@@ -194,8 +241,14 @@ fn torchvision_resnets_load_and_tap_strides_4_8_16() {
     for kind in [BackboneKind::ResNet18, BackboneKind::WideResNet50_2] {
         let fresh = TrainableApprentice::new(kind, 1, 0.1, &Device::Cpu).unwrap();
         let mut map: HashMap<String, Tensor> = fresh.state_dict().into_iter().collect();
-        map.insert("fc.weight".into(), Tensor::zeros((1000, 8), DType::F32, &Device::Cpu).unwrap());
-        map.insert("layer4.0.conv1.weight".into(), Tensor::zeros((8, 8, 3, 3), DType::F32, &Device::Cpu).unwrap());
+        map.insert(
+            "fc.weight".into(),
+            Tensor::zeros((1000, 8), DType::F32, &Device::Cpu).unwrap(),
+        );
+        map.insert(
+            "layer4.0.conv1.weight".into(),
+            Tensor::zeros((8, 8, 3, 3), DType::F32, &Device::Cpu).unwrap(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(kind.default_weights_file());
         candle_core::safetensors::save(&map, &path).unwrap();
@@ -204,6 +257,14 @@ fn torchvision_resnets_load_and_tap_strides_4_8_16() {
         let taps = expert.net.features(&x, Mode::Eval).unwrap();
         let ch = kind.tap_channels();
         let dims: Vec<Vec<usize>> = taps.iter().map(|t| t.dims().to_vec()).collect();
-        assert_eq!(dims, vec![vec![1, ch[0], 16, 16], vec![1, ch[1], 8, 8], vec![1, ch[2], 4, 4]], "{kind}");
+        assert_eq!(
+            dims,
+            vec![
+                vec![1, ch[0], 16, 16],
+                vec![1, ch[1], 8, 8],
+                vec![1, ch[2], 4, 4]
+            ],
+            "{kind}"
+        );
     }
 }

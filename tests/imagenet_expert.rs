@@ -17,7 +17,8 @@ fn top5(row: &[f32]) -> Vec<usize> {
 
 #[test]
 fn lite0_classifies_real_photographs() {
-    let net = load_lite0_classifier(&common::lite0_weights(), &Device::Cpu).expect("Lite0 weights load with every tensor used");
+    let net = load_lite0_classifier(&common::lite0_weights(), &Device::Cpu)
+        .expect("Lite0 weights load with every tensor used");
     // (photo, acceptable ImageNet classes, how many of them must be in the top 5)
     let cases: [(&str, &[usize], usize); 3] = [
         // 281 tabby, 282 tiger cat, 285 Egyptian cat
@@ -31,12 +32,21 @@ fn lite0_classifies_real_photographs() {
         .iter()
         .map(|(name, _, _)| image_to_chw(&common::photo(name), 224))
         .collect();
-    let logits = net.classify(&batch_tensor(&chw, 224, &Device::Cpu).unwrap()).unwrap();
+    let logits = net
+        .classify(&batch_tensor(&chw, 224, &Device::Cpu).unwrap())
+        .unwrap();
     let rows: Vec<Vec<f32>> = logits.to_vec2().unwrap();
     for ((name, classes, need), row) in cases.iter().zip(rows) {
         let top = top5(&row);
         let hits = classes.iter().filter(|c| top.contains(c)).count();
-        assert!(hits >= *need, "{name}: top-5 {top:?}, expected {need} of {classes:?}");
-        assert!(classes.contains(&top[0]), "{name}: top-1 {} not in {classes:?} (top-5 {top:?})", top[0]);
+        assert!(
+            hits >= *need,
+            "{name}: top-5 {top:?}, expected {need} of {classes:?}"
+        );
+        assert!(
+            classes.contains(&top[0]),
+            "{name}: top-1 {} not in {classes:?} (top-5 {top:?})",
+            top[0]
+        );
     }
 }

@@ -137,11 +137,19 @@ pub struct Expert {
 }
 
 impl Expert {
-    pub fn load(kind: BackboneKind, path: &Path, device: &Device) -> std::result::Result<Self, CheckpointError> {
+    pub fn load(
+        kind: BackboneKind,
+        path: &Path,
+        device: &Device,
+    ) -> std::result::Result<Self, CheckpointError> {
         Self::from_checkpoint(kind, Checkpoint::load(path)?, device)
     }
 
-    pub fn from_checkpoint(kind: BackboneKind, checkpoint: Checkpoint, device: &Device) -> std::result::Result<Self, CheckpointError> {
+    pub fn from_checkpoint(
+        kind: BackboneKind,
+        checkpoint: Checkpoint,
+        device: &Device,
+    ) -> std::result::Result<Self, CheckpointError> {
         let sha256 = checkpoint.sha256.clone();
         let net = Network::from_checkpoint(kind, checkpoint, kind.after_last_tap(), device)?;
         Ok(Self { kind, sha256, net })
@@ -179,11 +187,15 @@ impl TrainableApprentice {
     /// Overwrites every variable from a state dict (resuming a run); names and shapes must match.
     pub fn load_state(&self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         for (name, var) in self.params.iter().chain(self.buffers.iter()) {
-            let t = state
-                .get(name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no tensor `{name}`")))?;
+            let t = state.get(name).ok_or_else(|| {
+                candle_core::Error::Msg(format!("checkpoint has no tensor `{name}`"))
+            })?;
             if t.dims() != var.dims() {
-                candle_core::bail!("tensor `{name}`: shape {:?}, expected {:?}", t.dims(), var.dims());
+                candle_core::bail!(
+                    "tensor `{name}`: shape {:?}, expected {:?}",
+                    t.dims(),
+                    var.dims()
+                );
             }
             var.set(&t.to_device(var.device())?)?;
         }
@@ -197,15 +209,24 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// EfficientNet-Lite0 with its ImageNet classifier head, every tensor of the file used:
 /// the proof that the expert is the real network, not just a loadable one.
-pub fn load_lite0_classifier(path: &Path, device: &Device) -> std::result::Result<EfficientNetLite0, CheckpointError> {
+pub fn load_lite0_classifier(
+    path: &Path,
+    device: &Device,
+) -> std::result::Result<EfficientNetLite0, CheckpointError> {
     let checkpoint = Checkpoint::load(path)?;
     let file = checkpoint.path.clone();
     let mut src = FromCheckpoint::new(checkpoint, device);
     let built = EfficientNetLite0::new(&mut src, true, 0.0);
     let mut net = built.map_err(|e| {
-        src.error.take().unwrap_or(CheckpointError::Corrupt { path: file.clone(), reason: e.to_string() })
+        src.error.take().unwrap_or(CheckpointError::Corrupt {
+            path: file.clone(),
+            reason: e.to_string(),
+        })
     })?;
     src.checkpoint.finish(&[])?;
-    net.fold_bn().map_err(|e| CheckpointError::Corrupt { path: file, reason: e.to_string() })?;
+    net.fold_bn().map_err(|e| CheckpointError::Corrupt {
+        path: file,
+        reason: e.to_string(),
+    })?;
     Ok(net)
 }

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use candle_core::pickle::{Object, Stack};
-use candle_core::{DType, Device, Shape, Tensor};
+use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 
 /// Errors while reading a weights file. Every variant names the file.
@@ -212,9 +212,9 @@ fn read_legacy(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
     }
     let sys_info = read_pickle(&mut r)?;
     if let Object::Dict(entries) = &sys_info {
-        let little = entries
-            .iter()
-            .any(|(k, v)| *k == Object::Unicode("little_endian".into()) && *v == Object::Bool(true));
+        let little = entries.iter().any(|(k, v)| {
+            *k == Object::Unicode("little_endian".into()) && *v == Object::Bool(true)
+        });
         if !little {
             return Err("big-endian checkpoints are not supported".into());
         }
@@ -247,7 +247,9 @@ fn read_legacy(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
             .ok_or_else(|| format!("storage {key}: size overflow"))?;
         pos += bytes;
         if pos > file_len {
-            return Err(format!("storage {key} runs past the end of the file (truncated?)"));
+            return Err(format!(
+                "storage {key} runs past the end of the file (truncated?)"
+            ));
         }
         r.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
     }
@@ -279,8 +281,13 @@ fn read_legacy(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
         // the logical layout (TensorFlow's HWIO, a transposed Linear): read the storage in
         // its physical order, then permute to the logical one.
         let dims = layout.shape().dims().to_vec();
-        let (physical, order) = dense_permutation(&dims, layout.stride())
-            .ok_or_else(|| format!("tensor `{name}` has a strided layout with gaps ({:?} strides {:?})", dims, layout.stride()))?;
+        let (physical, order) = dense_permutation(&dims, layout.stride()).ok_or_else(|| {
+            format!(
+                "tensor `{name}` has a strided layout with gaps ({:?} strides {:?})",
+                dims,
+                layout.stride()
+            )
+        })?;
         file.seek(SeekFrom::Start(offset + start as u64))
             .map_err(|e| e.to_string())?;
         let mut bytes = vec![0u8; count * elem];
@@ -326,7 +333,12 @@ fn read_pickle(r: &mut impl BufRead) -> Result<Object, String> {
 fn unwrap_state_dict(obj: Object) -> Result<Vec<(Object, Object)>, String> {
     let entries = match obj {
         Object::Dict(entries) => entries,
-        other => return Err(format!("top-level object is not a dict: {:.80}", format!("{other:?}"))),
+        other => {
+            return Err(format!(
+                "top-level object is not a dict: {:.80}",
+                format!("{other:?}")
+            ))
+        }
     };
     for wrapper in ["state_dict", "model"] {
         if let Some((_, inner)) = entries
@@ -359,17 +371,36 @@ mod tests {
     #[test]
     fn permuted_storage_orders_are_recovered() {
         // Contiguous: identity.
-        assert_eq!(dense_permutation(&[2, 3], &[3, 1]), Some((vec![2, 3], vec![0, 1])));
+        assert_eq!(
+            dense_permutation(&[2, 3], &[3, 1]),
+            Some((vec![2, 3], vec![0, 1]))
+        );
         // A transposed matrix: stored as 3x2.
-        assert_eq!(dense_permutation(&[2, 3], &[1, 2]), Some((vec![3, 2], vec![1, 0])));
+        assert_eq!(
+            dense_permutation(&[2, 3], &[1, 2]),
+            Some((vec![3, 2], vec![1, 0]))
+        );
         // TensorFlow HWIO conv weight viewed as OIHW (the Lite0 file's layout).
         let (phys, order) = dense_permutation(&[32, 3, 3, 3], &[1, 32, 288, 96]).unwrap();
         assert_eq!(phys, vec![3, 3, 3, 32]);
-        let t = Tensor::arange(0f32, 864., &Device::Cpu).unwrap().reshape(phys).unwrap();
+        let t = Tensor::arange(0f32, 864., &Device::Cpu)
+            .unwrap()
+            .reshape(phys)
+            .unwrap();
         let logical = t.permute(order).unwrap();
         assert_eq!(logical.dims(), &[32, 3, 3, 3]);
         // element [o=5, i=1, h=2, w=0] sits at 5*1 + 1*32 + 2*288 + 0*96.
-        let v: f32 = logical.get(5).unwrap().get(1).unwrap().get(2).unwrap().get(0).unwrap().to_scalar().unwrap();
+        let v: f32 = logical
+            .get(5)
+            .unwrap()
+            .get(1)
+            .unwrap()
+            .get(2)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert_eq!(v, (5 + 32 + 576) as f32);
         // Gaps are refused.
         assert_eq!(dense_permutation(&[2, 3], &[4, 1]), None);
@@ -397,13 +428,22 @@ mod tests {
             path: PathBuf::from("x.safetensors"),
             format: CheckpointFormat::Safetensors,
             sha256: String::new(),
-            tensors: [("a.weight".to_string(), Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap())]
-                .into_iter()
-                .collect(),
+            tensors: [(
+                "a.weight".to_string(),
+                Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap(),
+            )]
+            .into_iter()
+            .collect(),
         };
         let err = ckpt.take("a.weight", &[3, 2]).unwrap_err().to_string();
-        assert!(err.contains("a.weight") && err.contains("[2, 3]") && err.contains("[3, 2]"), "{err}");
+        assert!(
+            err.contains("a.weight") && err.contains("[2, 3]") && err.contains("[3, 2]"),
+            "{err}"
+        );
         let err = ckpt.take("b.weight", &[1]).unwrap_err().to_string();
-        assert!(err.contains("b.weight") && err.contains("x.safetensors"), "{err}");
+        assert!(
+            err.contains("b.weight") && err.contains("x.safetensors"),
+            "{err}"
+        );
     }
 }

@@ -82,11 +82,22 @@ impl EfficientNetLite0 {
             src,
             "_conv_stem",
             Some("_bn0"),
-            ConvSpec { cin: 3, cout: STEM, k: 3, stride: 2, padding: 1, depthwise: false },
+            ConvSpec {
+                cin: 3,
+                cout: STEM,
+                k: 3,
+                stride: 2,
+                padding: 1,
+                depthwise: false,
+            },
             BN_EPS,
             m,
         )?;
-        let last = if classifier { usize::MAX } else { TAP_BLOCKS[2] };
+        let last = if classifier {
+            usize::MAX
+        } else {
+            TAP_BLOCKS[2]
+        };
         let mut blocks = Vec::new();
         let mut cin = STEM;
         let mut idx = 0;
@@ -103,7 +114,14 @@ impl EfficientNetLite0 {
                         src,
                         &format!("{p}._expand_conv"),
                         Some(&format!("{p}._bn0")),
-                        ConvSpec { cin, cout: mid, k: 1, stride: 1, padding: 0, depthwise: false },
+                        ConvSpec {
+                            cin,
+                            cout: mid,
+                            k: 1,
+                            stride: 1,
+                            padding: 0,
+                            depthwise: false,
+                        },
                         BN_EPS,
                         m,
                     )?)
@@ -114,7 +132,14 @@ impl EfficientNetLite0 {
                     src,
                     &format!("{p}._depthwise_conv"),
                     Some(&format!("{p}._bn1")),
-                    ConvSpec { cin: mid, cout: mid, k, stride: s, padding: k / 2, depthwise: true },
+                    ConvSpec {
+                        cin: mid,
+                        cout: mid,
+                        k,
+                        stride: s,
+                        padding: k / 2,
+                        depthwise: true,
+                    },
                     BN_EPS,
                     m,
                 )?;
@@ -122,7 +147,14 @@ impl EfficientNetLite0 {
                     src,
                     &format!("{p}._project_conv"),
                     Some(&format!("{p}._bn2")),
-                    ConvSpec { cin: mid, cout, k: 1, stride: 1, padding: 0, depthwise: false },
+                    ConvSpec {
+                        cin: mid,
+                        cout,
+                        k: 1,
+                        stride: 1,
+                        padding: 0,
+                        depthwise: false,
+                    },
                     BN_EPS,
                     m,
                 )?;
@@ -141,7 +173,14 @@ impl EfficientNetLite0 {
                 src,
                 "_conv_head",
                 Some("_bn1"),
-                ConvSpec { cin, cout: HEAD, k: 1, stride: 1, padding: 0, depthwise: false },
+                ConvSpec {
+                    cin,
+                    cout: HEAD,
+                    k: 1,
+                    stride: 1,
+                    padding: 0,
+                    depthwise: false,
+                },
                 BN_EPS,
                 m,
             )?;

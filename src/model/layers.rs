@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::batchnorm;
 use super::checkpoint::{Checkpoint, CheckpointError};
 use super::depthwise::depthwise_conv2d;
 
@@ -14,7 +15,9 @@ use super::depthwise::depthwise_conv2d;
 #[derive(Debug, Clone, Copy)]
 pub enum Init {
     /// Conv/linear weights: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a = sqrt 5).
-    FanInUniform { fan_in: usize },
+    FanInUniform {
+        fan_in: usize,
+    },
     Const(f32),
 }
 
@@ -130,7 +133,13 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    pub fn new(src: &mut dyn ParamSource, prefix: &str, c: usize, eps: f64, momentum: f64) -> Result<Self> {
+    pub fn new(
+        src: &mut dyn ParamSource,
+        prefix: &str,
+        c: usize,
+        eps: f64,
+        momentum: f64,
+    ) -> Result<Self> {
         Ok(Self {
             weight: src.param(&format!("{prefix}.weight"), &[c], Init::Const(1.0))?,
             bias: src.param(&format!("{prefix}.bias"), &[c], Init::Const(0.0))?,
@@ -159,17 +168,31 @@ impl BatchNorm {
             Mode::Train => {
                 let (b, _, h, w) = x.dims4()?;
                 let n = (b * h * w) as f64;
-                let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-                let centred = x.broadcast_sub(&mean)?;
-                let var = centred.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-                let normed = centred.broadcast_div(&(&var + self.eps)?.sqrt()?)?;
-                let out = normed
-                    .broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?
-                    .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?;
+                let (out, mean, var) = if batchnorm::fast_path(x) {
+                    let out = batchnorm::batch_norm_train(x, &self.weight, &self.bias, self.eps)?;
+                    let (mean, var) = batchnorm::batch_stats(x, self.eps)?;
+                    (out, mean, var)
+                } else {
+                    // Reduce the contiguous spatial axis first, then the small batch axis.
+                    let channel_mean = |t: &Tensor| -> Result<Tensor> {
+                        t.flatten_from(2)?
+                            .mean_keepdim(2)?
+                            .mean_keepdim(0)?
+                            .unsqueeze(3)
+                    };
+                    let mean = channel_mean(x)?;
+                    let centred = x.broadcast_sub(&mean)?;
+                    let var = channel_mean(&centred.sqr()?)?;
+                    let out = centred
+                        .broadcast_div(&(&var + self.eps)?.sqrt()?)?
+                        .broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?
+                        .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?;
+                    (out, mean.flatten_all()?, var.flatten_all()?)
+                };
                 // Running statistics: exponential moving average, no gradient.
                 let m = self.momentum;
-                let mean = mean.flatten_all()?.detach();
-                let unbiased = (var.flatten_all()?.detach() * (n / (n - 1.0).max(1.0)))?;
+                let mean = mean.detach();
+                let unbiased = (var.detach() * (n / (n - 1.0).max(1.0)))?;
                 self.running_mean
                     .set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
                 self.running_var
@@ -237,7 +260,9 @@ impl ConvBn {
         if let Some(bn) = self.bn.take() {
             let (scale, shift) = bn.eval_affine()?;
             let cout = self.weight.dim(0)?;
-            self.weight = self.weight.broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?;
+            self.weight = self
+                .weight
+                .broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?;
             self.bias = Some(match &self.bias {
                 Some(b) => ((b * &scale)? + shift)?,
                 None => shift,
@@ -247,8 +272,17 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (cout, _, k, _) = self.weight.dims4()?;
         let y = if self.depthwise {
             depthwise_conv2d(x, &self.weight, self.stride, self.padding)?
+        } else if k == 1 && self.stride == 1 && self.padding == 0 {
+            // A 1x1 convolution is a matrix product over channels. As a matmul it runs on
+            // the GEMM kernels forwards and backwards, where candle's conv2d would copy
+            // through im2col and train through its much slower conv_transpose2d.
+            let (b, cin, h, w) = x.dims4()?;
+            let wm = self.weight.reshape((cout, cin))?;
+            wm.broadcast_matmul(&x.reshape((b, cin, h * w))?)?
+                .reshape((b, cout, h, w))?
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
         };
@@ -282,15 +316,17 @@ impl Linear {
     }
 }
 
-pub fn relu6(x: &Tensor) -> Result<Tensor> {
-    x.clamp(0f32, 6f32)
-}
+pub use super::activation::relu6;
 
 /// Checks that a tensor is 4-D f32 (the backbones' input contract).
 pub fn check_input(x: &Tensor) -> Result<()> {
     let (_, c, _, _) = x.dims4()?;
     if c != 3 || x.dtype() != DType::F32 {
-        candle_core::bail!("backbone input must be B x 3 x H x W f32, got {:?} {:?}", x.dims(), x.dtype());
+        candle_core::bail!(
+            "backbone input must be B x 3 x H x W f32, got {:?} {:?}",
+            x.dims(),
+            x.dtype()
+        );
     }
     Ok(())
 }

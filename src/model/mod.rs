@@ -1,8 +1,13 @@
 //! Backbones, weight loading and the CDO expert/apprentice pair.
 
+pub mod activation;
 pub mod backbone;
+pub mod batchnorm;
+pub mod cdo;
 pub mod checkpoint;
 pub mod depthwise;
 pub mod efficientnet_lite;
 pub mod layers;
+pub mod postprocess;
+pub mod resize;
 pub mod resnet;

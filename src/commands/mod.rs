@@ -1,0 +1,50 @@
+//! The verbs of the `cdo-inspect` binary. Each takes its parsed arguments and returns an
+//! exit code; `main.rs` only parses and dispatches.
+
+pub mod infer;
+pub mod sample_data;
+pub mod train;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+
+/// Where model files live when not given explicitly: `$CDO_MODELS_DIR`, else `./models`.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("CDO_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("models"))
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// Opens the compute device, with a clear error when CUDA is asked for but absent.
+pub fn open_device(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda => {
+            if !candle_core::utils::cuda_is_available() {
+                bail!("device = cuda, but this binary was built without the `cuda` feature");
+            }
+            Device::new_cuda(0)
+                .map_err(|e| anyhow::anyhow!("device = cuda, but no usable GPU: {e}"))
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Inference with a trained pair: expert and apprentice features, the CDO anomaly map,
+//! smoothing and the image score.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+
+use crate::bundle::{Bundle, BundleError, BundleMeta};
+use crate::model::backbone::{BackboneKind, Expert, Network};
+use crate::model::cdo::anomaly_map;
+use crate::model::checkpoint::{Checkpoint, CheckpointError, CheckpointFormat};
+use crate::model::layers::Mode;
+use crate::model::postprocess::gaussian_smooth;
+use crate::model::resize::bilinear_align_corners_plane;
+use crate::preprocess::{batch_tensor, image_to_chw};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Weights(#[from] CheckpointError),
+    #[error(
+        "expert weights {path} have SHA-256 {found}, but the bundle {bundle} was trained with \
+         {expected}: use the same expert file (or retrain)"
+    )]
+    ExpertMismatch {
+        path: PathBuf,
+        bundle: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("bundle {bundle} was trained with expert {file}, which is not in {searched}; fetch it (models/fetch.sh) or pass --expert")]
+    ExpertNotFound {
+        bundle: PathBuf,
+        file: String,
+        searched: String,
+    },
+    #[error("bundle {bundle}: apprentice weights do not fit the {backbone} backbone: {source}")]
+    Apprentice {
+        bundle: PathBuf,
+        backbone: BackboneKind,
+        source: CheckpointError,
+    },
+    #[error("inference failed: {0}")]
+    Compute(#[from] candle_core::Error),
+}
+
+/// The result for one image: the smoothed anomaly map at the model's input size, and the
+/// image score.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    pub map: Vec<f32>,
+    pub size: u32,
+    pub score: f32,
+}
+
+impl Inference {
+    /// The map resized (bilinear) to a source image's size, for export and overlays.
+    pub fn map_at(&self, width: u32, height: u32) -> Vec<f32> {
+        let s = self.size as usize;
+        bilinear_align_corners_plane(&self.map, s, s, height as usize, width as usize)
+    }
+}
+
+pub struct Detector {
+    pub meta: BundleMeta,
+    expert: Network,
+    apprentice: Network,
+    device: Device,
+}
+
+/// Where to look for the expert weights a bundle names.
+pub fn resolve_expert(
+    meta: &BundleMeta,
+    bundle_dir: &Path,
+    explicit: Option<&Path>,
+    models_dir: &Path,
+) -> Result<PathBuf, InferError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let mut candidates = vec![models_dir.join(&meta.expert_file)];
+    if let Some(p) = &meta.training.config.expert_weights {
+        candidates.push(p.clone());
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| InferError::ExpertNotFound {
+            bundle: bundle_dir.to_path_buf(),
+            file: meta.expert_file.clone(),
+            searched: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+impl Detector {
+    /// Loads a bundle and the expert it was trained against (checked by SHA-256).
+    pub fn load(
+        bundle_dir: &Path,
+        expert: Option<&Path>,
+        models_dir: &Path,
+        device: &Device,
+    ) -> Result<Self, InferError> {
+        let bundle = Bundle::load_meta(bundle_dir)?;
+        let expert_path = resolve_expert(&bundle.meta, bundle_dir, expert, models_dir)?;
+        let expert_ckpt = Checkpoint::load(&expert_path)?;
+        if expert_ckpt.sha256 != bundle.meta.expert_sha256 {
+            return Err(InferError::ExpertMismatch {
+                path: expert_path,
+                bundle: bundle_dir.to_path_buf(),
+                found: expert_ckpt.sha256,
+                expected: bundle.meta.expert_sha256.clone(),
+            });
+        }
+        let expert = Expert::from_checkpoint(bundle.meta.backbone, expert_ckpt, device)?;
+        let apprentice_ckpt = Checkpoint::load(&bundle.weights_path())?;
+        let apprentice =
+            Network::from_checkpoint(bundle.meta.backbone, apprentice_ckpt, &[], device).map_err(
+                |source| InferError::Apprentice {
+                    bundle: bundle_dir.to_path_buf(),
+                    backbone: bundle.meta.backbone,
+                    source,
+                },
+            )?;
+        Ok(Self {
+            meta: bundle.meta,
+            expert: expert.net,
+            apprentice,
+            device: device.clone(),
+        })
+    }
+
+    /// A detector from an expert and an apprentice state dict held in memory (used right
+    /// after training, for calibration).
+    pub fn from_state(
+        meta: BundleMeta,
+        expert: Network,
+        apprentice_state: Vec<(String, Tensor)>,
+        device: &Device,
+    ) -> Result<Self, InferError> {
+        let ckpt = Checkpoint {
+            path: PathBuf::from("<apprentice in memory>"),
+            format: CheckpointFormat::Safetensors,
+            sha256: String::new(),
+            tensors: apprentice_state.into_iter().collect(),
+        };
+        let apprentice = Network::from_checkpoint(meta.backbone, ckpt, &[], device)?;
+        Ok(Self {
+            meta,
+            expert,
+            apprentice,
+            device: device.clone(),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Runs a batch of decoded images (any size; resized to the model's input).
+    pub fn infer(&self, images: &[RgbImage]) -> Result<Vec<Inference>, InferError> {
+        let size = self.meta.input_size;
+        let chw: Vec<Vec<f32>> = images.iter().map(|img| image_to_chw(img, size)).collect();
+        self.infer_chw(&chw)
+    }
+
+    /// Runs a batch of already normalised CHW buffers at the model's input size.
+    pub fn infer_chw(&self, chw: &[Vec<f32>]) -> Result<Vec<Inference>, InferError> {
+        let size = self.meta.input_size;
+        let x = batch_tensor(chw, size, &self.device)?;
+        let fe = self.expert.features(&x, Mode::Eval)?;
+        let fa = self.apprentice.features(&x, Mode::Eval)?;
+        let s = size as usize;
+        let maps = anomaly_map(&fe, &fa, s, s)?.to_dtype(candle_core::DType::F32)?;
+        let maps: Vec<Vec<f32>> = maps.flatten_from(1)?.to_vec2()?;
+        Ok(maps
+            .into_iter()
+            .map(|raw| {
+                let map = gaussian_smooth(&raw, s, s, self.meta.smoothing_sigma);
+                let score = self.meta.score.apply(&map);
+                Inference { map, size, score }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,488 @@
+//! The CDO training loss (MOM + OOM) and the inference anomaly map.
+//!
+//! See `shared/cdo-method.md` for the method. Everything here works on candle tensors of any
+//! float dtype (tests use F64, production F32; F16/BF16 inputs are computed in F32 so the
+//! epsilon guards stay representable) and stays on the tensors' device: the mask is applied by
+//! multiplying with 0/1 tensors rather than gathering positions, so the loss is differentiable
+//! with respect to the apprentice features.
+
+use candle_core::{DType, Result, Tensor};
+
+use super::resize::{bilinear_align_corners, nearest};
+
+/// Added under the square root of the channel norm, as `sqrt(Σf² + EPS_NORM²)`: keeps an
+/// all-zero feature vector finite (and its gradient finite) instead of 0/0. Relative effect
+/// on a non-degenerate vector is ~(EPS_NORM/||f||)², i.e. nil.
+pub const EPS_NORM: f64 = 1e-12;
+
+/// Floor for the OOM ratio denominators (μ_n in `d/μ_n`, d in `μ_s/d`) and the level-loss
+/// denominator, applied as `max(x, EPS)`: guards against 0/0 (μ = 0, d = 0, all weights 0)
+/// without moving any result whose denominators exceed it (every non-degenerate case, and all
+/// the reference vectors). It is representable in F32 and caps a synthetic weight at
+/// (μ_s/EPS)^γ ≤ (4e8)^γ (d ≤ 4 for unit vectors), finite in F32 for γ up to ~4.
+pub const EPS: f64 = 1e-8;
+
+/// Which parts of CDO are switched on.
+///
+/// - `mom` (margin optimisation): the synthetic positions enter the loss with a negative sign.
+///   Without it (the "ST" baseline) the synthetic positions are dropped entirely — they are
+///   not counted as normal.
+/// - `oom` (overlap optimisation): positions are re-weighted by `(d/μ_n)^γ` (normal) and
+///   `(μ_s/d)^γ` (synthetic). `oom = false` or `gamma = 0` means all weights are 1; the
+///   reference vectors' `mom_only` case is `{gamma: 0, oom: true, mom: true}`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossConfig {
+    pub gamma: f64,
+    pub mom: bool,
+    pub oom: bool,
+}
+
+impl Default for LossConfig {
+    /// The paper's setting: γ = 2 with both MOM and OOM.
+    fn default() -> Self {
+        Self {
+            gamma: 2.0,
+            mom: true,
+            oom: true,
+        }
+    }
+}
+
+impl LossConfig {
+    /// The effective OOM exponent (0 when OOM is off).
+    pub fn effective_gamma(&self) -> f64 {
+        if self.oom {
+            self.gamma
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Result of [`cdo_loss`].
+#[derive(Debug, Clone)]
+pub struct LossOutput {
+    /// Scalar loss Σ_l L_l, differentiable with respect to the apprentice features.
+    pub total: Tensor,
+    /// L_l for every hierarchy level.
+    pub per_level: Vec<f64>,
+    /// Mean discrepancy d over normal positions, averaged over levels (0 if there are none).
+    pub mean_normal_d: f64,
+    /// Mean discrepancy d over synthetic positions, averaged over levels; `None` when the
+    /// batch has no synthetic positions (or no mask was given).
+    pub mean_synthetic_d: Option<f64>,
+}
+
+fn msg<T>(s: String) -> Result<T> {
+    Err(candle_core::Error::Msg(s))
+}
+
+/// Computation dtype: half types are lifted to F32 so the epsilons do not underflow.
+fn work_dtype(dt: DType) -> DType {
+    match dt {
+        DType::F16 | DType::BF16 => DType::F32,
+        d => d,
+    }
+}
+
+/// Checks the feature lists: same non-zero length, matching (B, C, H, W) per level and the
+/// same batch size everywhere. Returns the batch size and first level's (H, W).
+fn check_features(expert: &[Tensor], apprentice: &[Tensor]) -> Result<(usize, usize, usize)> {
+    if expert.is_empty() || expert.len() != apprentice.len() {
+        return msg(format!(
+            "cdo: need the same non-zero number of expert and apprentice levels, got {} and {}",
+            expert.len(),
+            apprentice.len()
+        ));
+    }
+    let mut first = None;
+    for (l, (e, a)) in expert.iter().zip(apprentice).enumerate() {
+        if e.rank() != 4 || e.dims() != a.dims() {
+            return msg(format!(
+                "cdo: level {l}: expert {:?} and apprentice {:?} must be equal (B, C, H, W) shapes",
+                e.dims(),
+                a.dims()
+            ));
+        }
+        let (b, c, h, w) = e.dims4()?;
+        if b == 0 || c == 0 || h == 0 || w == 0 {
+            return msg(format!("cdo: level {l}: empty feature map {:?}", e.dims()));
+        }
+        if !e.dtype().is_float() || e.dtype() != a.dtype() {
+            return msg(format!(
+                "cdo: level {l}: features must share one float dtype, got {:?} and {:?}",
+                e.dtype(),
+                a.dtype()
+            ));
+        }
+        match first {
+            None => first = Some((b, h, w)),
+            Some((b0, _, _)) if b0 != b => {
+                return msg(format!(
+                    "cdo: level {l}: batch size {b} differs from level 0's {b0}"
+                ))
+            }
+            _ => {}
+        }
+    }
+    // `first` is set because the lists are non-empty.
+    first.ok_or_else(|| candle_core::Error::Msg("cdo: no levels".into()))
+}
+
+/// L2-normalises over the channel dimension (dim 1), epsilon-guarded (see [`EPS_NORM`]).
+fn l2_normalize_channels(f: &Tensor) -> Result<Tensor> {
+    let norm = f
+        .sqr()?
+        .sum_keepdim(1)?
+        .affine(1.0, EPS_NORM * EPS_NORM)?
+        .sqrt()?;
+    f.broadcast_div(&norm)
+}
+
+/// The CDO loss for one batch (MOM + OOM, per `cfg`).
+///
+/// Per level: both maps are resized bilinearly (align_corners=true) to the first level's
+/// size, L2-normalised over channels, and `d = Σ_c (f̂_E − f̂_A)²`. `mask` (B×1×Hm×Wm at image
+/// resolution, > 0 = synthetic anomaly) is nearest-resized to that size; `None` means all
+/// positions are normal. Statistics (μ_n, μ_s, the sums) are pooled over the whole batch.
+/// OOM weights are detached. Level loss `(Σ w_n d_n − Σ w_s d_s) / (Σ w_n + Σ w_s)`; total =
+/// Σ over levels, no batch-size factor. The expert features are detached (frozen network).
+pub fn cdo_loss(
+    expert: &[Tensor],
+    apprentice: &[Tensor],
+    mask: Option<&Tensor>,
+    cfg: &LossConfig,
+) -> Result<LossOutput> {
+    let (b, h0, w0) = check_features(expert, apprentice)?;
+    let in_dtype = expert[0].dtype();
+    let dt = work_dtype(in_dtype);
+    let device = expert[0].device();
+    if !cfg.gamma.is_finite() || cfg.gamma < 0.0 {
+        return msg(format!(
+            "cdo_loss: gamma must be finite and >= 0, got {}",
+            cfg.gamma
+        ));
+    }
+    let gamma = cfg.effective_gamma();
+
+    // Synthetic indicator s (B×1×h0×w0, 0/1 in `dt`), detached; normal = 1 − s.
+    let synth = match mask {
+        None => None,
+        Some(m) => {
+            let (mb, mc, mh, mw) = m.dims4().or_else(|_| {
+                msg(format!(
+                    "cdo_loss: mask must be (B, 1, H, W), got {:?}",
+                    m.dims()
+                ))
+            })?;
+            if mb != b || mc != 1 || mh == 0 || mw == 0 {
+                return msg(format!(
+                    "cdo_loss: mask shape {:?} does not fit batch size {b} (want (B, 1, H, W))",
+                    m.dims()
+                ));
+            }
+            let m = m.detach().to_device(device)?.to_dtype(dt)?;
+            let s = nearest(&m, h0, w0)?.gt(0.0)?.to_dtype(dt)?;
+            Some(s)
+        }
+    };
+    let normal = match &synth {
+        Some(s) => s.affine(-1.0, 1.0)?,
+        None => Tensor::ones((b, 1, h0, w0), dt, device)?,
+    };
+    // Counts as tensors (no host sync); clamped to ≥ 1 so empty sets give means of 0.
+    let n_count = normal.sum_all()?.maximum(1.0)?;
+    let s_count = match &synth {
+        Some(s) => Some(s.sum_all()?),
+        None => None,
+    };
+
+    let zero = Tensor::zeros((), dt, device)?;
+    let mut level_losses = Vec::with_capacity(expert.len());
+    let mut stats = Vec::with_capacity(expert.len() * 3);
+    for (e, a) in expert.iter().zip(apprentice) {
+        let e = bilinear_align_corners(&e.detach().to_dtype(dt)?, h0, w0)?;
+        let a = bilinear_align_corners(&a.to_dtype(dt)?, h0, w0)?;
+        let diff = (l2_normalize_channels(&e)? - l2_normalize_channels(&a)?)?;
+        let d = diff.sqr()?.sum_keepdim(1)?; // B×1×h0×w0
+        let dd = d.detach();
+
+        // Normal part.
+        let mu_n = (&dd * &normal)?.sum_all()?.div(&n_count)?;
+        let w_n = if gamma == 0.0 {
+            normal.clone()
+        } else {
+            let ratio = dd.broadcast_div(&mu_n.maximum(EPS)?)?;
+            (ratio.powf(gamma)? * &normal)?
+        };
+        let mut num = (&w_n * &d)?.sum_all()?;
+        let mut den = w_n.sum_all()?;
+
+        // Synthetic part (only with MOM; without MOM those positions are dropped).
+        let mut mu_s = None;
+        if let (Some(s), Some(sc)) = (&synth, &s_count) {
+            let m = (&dd * s)?.sum_all()?.div(&sc.maximum(1.0)?)?;
+            if cfg.mom {
+                let w_s = if gamma == 0.0 {
+                    s.clone()
+                } else {
+                    let ratio = dd.maximum(EPS)?.recip()?.broadcast_mul(&m)?;
+                    (ratio.powf(gamma)? * s)?
+                };
+                num = (num - (&w_s * &d)?.sum_all()?)?;
+                den = (den + w_s.sum_all()?)?;
+            }
+            mu_s = Some(m);
+        }
+        let level = num.div(&den.maximum(EPS)?)?;
+        stats.push(level.detach());
+        stats.push(mu_n);
+        stats.push(mu_s.unwrap_or_else(|| zero.clone()));
+        level_losses.push(level);
+    }
+
+    let total = Tensor::stack(&level_losses, 0)?.sum_all()?;
+    // One host transfer for all the reported numbers.
+    let host = Tensor::stack(&stats, 0)?
+        .to_dtype(DType::F64)?
+        .to_vec1::<f64>()?;
+    let n_levels = expert.len() as f64;
+    let per_level: Vec<f64> = host.chunks_exact(3).map(|c| c[0]).collect();
+    let mean_normal_d = host.chunks_exact(3).map(|c| c[1]).sum::<f64>() / n_levels;
+    let has_synthetic = match &s_count {
+        Some(sc) => sc.to_dtype(DType::F64)?.to_scalar::<f64>()? > 0.0,
+        None => false,
+    };
+    let mean_synthetic_d = if has_synthetic {
+        Some(host.chunks_exact(3).map(|c| c[2]).sum::<f64>() / n_levels)
+    } else {
+        None
+    };
+    Ok(LossOutput {
+        total,
+        per_level,
+        mean_normal_d,
+        mean_synthetic_d,
+    })
+}
+
+/// The unsmoothed anomaly map, B × out_h × out_w.
+///
+/// Per level `a_l = 1 − cos(f_E, f_A)` over channels at the level's own resolution, then
+/// bilinear (align_corners=true) to the output size; the map is the mean over levels.
+/// Gaussian smoothing and scoring are host-side (`postprocess`). Half-precision inputs give
+/// an F32 map.
+pub fn anomaly_map(
+    expert: &[Tensor],
+    apprentice: &[Tensor],
+    out_h: usize,
+    out_w: usize,
+) -> Result<Tensor> {
+    check_features(expert, apprentice)?;
+    if out_h == 0 || out_w == 0 {
+        return msg(format!(
+            "anomaly_map: output size must be non-zero, got {out_h}x{out_w}"
+        ));
+    }
+    let dt = work_dtype(expert[0].dtype());
+    let mut sum: Option<Tensor> = None;
+    for (e, a) in expert.iter().zip(apprentice) {
+        let e = l2_normalize_channels(&e.to_dtype(dt)?)?;
+        let a = l2_normalize_channels(&a.to_dtype(dt)?)?;
+        let cos = (e * a)?.sum_keepdim(1)?;
+        let al = bilinear_align_corners(&cos.affine(-1.0, 1.0)?, out_h, out_w)?;
+        sum = Some(match sum {
+            None => al,
+            Some(s) => (s + al)?,
+        });
+    }
+    let sum = sum.ok_or_else(|| candle_core::Error::Msg("anomaly_map: no levels".into()))?;
+    sum.affine(1.0 / expert.len() as f64, 0.0)?.squeeze(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn features(seed: u64, dims: (usize, usize, usize, usize)) -> Vec<f64> {
+        // Small deterministic LCG: no test-only dependency needed.
+        let n = dims.0 * dims.1 * dims.2 * dims.3;
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn pair(dt: DType) -> (Vec<Var>, Vec<Var>, Tensor) {
+        let dev = Device::Cpu;
+        let dims = [(2, 4, 8, 8), (2, 6, 4, 4)];
+        let mk = |seed, d| {
+            Var::from_tensor(
+                &Tensor::from_vec(features(seed, d), d, &dev)
+                    .unwrap()
+                    .to_dtype(dt)
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let e = dims
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| mk(i as u64, d))
+            .collect();
+        let a = dims
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| mk(100 + i as u64, d))
+            .collect();
+        let mut m = vec![0f32; 2 * 16 * 16];
+        for y in 2..6 {
+            for x in 3..9 {
+                m[y * 16 + x] = 1.0;
+            }
+        }
+        let mask = Tensor::from_vec(m, (2, 1, 16, 16), &dev).unwrap();
+        (e, a, mask)
+    }
+
+    fn tensors(v: &[Var]) -> Vec<Tensor> {
+        v.iter().map(|v| v.as_tensor().clone()).collect()
+    }
+
+    #[test]
+    fn gradient_flows_to_apprentice_only() {
+        for dt in [DType::F32, DType::F64] {
+            let (e, a, mask) = pair(dt);
+            let out = cdo_loss(
+                &tensors(&e),
+                &tensors(&a),
+                Some(&mask),
+                &LossConfig::default(),
+            )
+            .unwrap();
+            assert_eq!(out.total.rank(), 0);
+            assert!(out.mean_synthetic_d.is_some());
+            let grads = out.total.backward().unwrap();
+            for v in &a {
+                let g = grads.get(v.as_tensor()).expect("apprentice has a gradient");
+                let g = g.flatten_all().unwrap().to_dtype(DType::F64).unwrap();
+                let g = g.to_vec1::<f64>().unwrap();
+                assert!(g.iter().all(|x| x.is_finite()));
+                assert!(g.iter().any(|x| *x != 0.0));
+            }
+            for v in &e {
+                assert!(grads.get(v.as_tensor()).is_none(), "expert must be frozen");
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_matches_finite_difference() {
+        // Central differences on one apprentice element, F64. With gamma = 0 the (detached)
+        // OOM weights are constant, so the analytic gradient is the full derivative.
+        let (e, a, mask) = pair(DType::F64);
+        let cfg = LossConfig {
+            gamma: 0.0,
+            mom: true,
+            oom: true,
+        };
+        let out = cdo_loss(&tensors(&e), &tensors(&a), Some(&mask), &cfg).unwrap();
+        let grads = out.total.backward().unwrap();
+        let g = grads.get(a[1].as_tensor()).unwrap().flatten_all().unwrap();
+        let g = g.to_vec1::<f64>().unwrap();
+        let base = a[1]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let k = 17;
+        let h = 1e-6;
+        let eval = |delta: f64| {
+            let mut v = base.clone();
+            v[k] += delta;
+            let t = Tensor::from_vec(v, a[1].as_tensor().dims(), &Device::Cpu).unwrap();
+            let ap = vec![a[0].as_tensor().clone(), t];
+            cdo_loss(&tensors(&e), &ap, Some(&mask), &cfg)
+                .unwrap()
+                .total
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let fd = (eval(h) - eval(-h)) / (2.0 * h);
+        assert!(
+            (fd - g[k]).abs() < 1e-6 * (1.0 + fd.abs()),
+            "fd {fd} vs {}",
+            g[k]
+        );
+    }
+
+    #[test]
+    fn no_mask_and_empty_mask_agree() {
+        let (e, a, mask) = pair(DType::F64);
+        let zero = mask.zeros_like().unwrap();
+        let cfg = LossConfig::default();
+        let x = cdo_loss(&tensors(&e), &tensors(&a), None, &cfg).unwrap();
+        let y = cdo_loss(&tensors(&e), &tensors(&a), Some(&zero), &cfg).unwrap();
+        assert_eq!(x.per_level, y.per_level);
+        assert!(x.mean_synthetic_d.is_none() && y.mean_synthetic_d.is_none());
+        assert!(x.mean_normal_d > 0.0);
+    }
+
+    #[test]
+    fn identical_features_are_finite() {
+        // d = 0 everywhere: the epsilons must keep everything finite (loss 0).
+        let (e, _, mask) = pair(DType::F32);
+        let e = tensors(&e);
+        for cfg in [
+            LossConfig::default(),
+            LossConfig {
+                gamma: 0.0,
+                mom: false,
+                oom: false,
+            },
+        ] {
+            let out = cdo_loss(&e, &e, Some(&mask), &cfg).unwrap();
+            let t = out.total.to_scalar::<f32>().unwrap();
+            assert!(t.is_finite() && t.abs() < 1e-6, "{t}");
+        }
+        let m = anomaly_map(&e, &e, 16, 16).unwrap();
+        assert_eq!(m.dims(), &[2, 16, 16]);
+        let mx = m
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(mx < 1e-6);
+        // All-zero feature vectors: finite too.
+        let z: Vec<Tensor> = e.iter().map(|t| t.zeros_like().unwrap()).collect();
+        let out = cdo_loss(&z, &e, Some(&mask), &LossConfig::default()).unwrap();
+        assert!(out.total.to_scalar::<f32>().unwrap().is_finite());
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let (e, a, mask) = pair(DType::F64);
+        let (e, a) = (tensors(&e), tensors(&a));
+        let cfg = LossConfig::default();
+        assert!(cdo_loss(&e, &a[..1], None, &cfg).is_err());
+        assert!(cdo_loss(&[], &[], None, &cfg).is_err());
+        let bad_mask = mask.narrow(0, 0, 1).unwrap();
+        assert!(cdo_loss(&e, &a, Some(&bad_mask), &cfg).is_err());
+        let swapped = vec![a[1].clone(), a[0].clone()];
+        assert!(cdo_loss(&e, &swapped, None, &cfg).is_err());
+        let neg = LossConfig { gamma: -1.0, ..cfg };
+        assert!(cdo_loss(&e, &a, None, &neg).is_err());
+        assert!(anomaly_map(&e, &a, 0, 4).is_err());
+    }
+}
