@@ -3,10 +3,9 @@
 # fetches the expert weights and a real texture photograph, builds, cuts a sample surface
 # dataset with painted defects, trains a model on its good tiles and inspects its test
 # tiles. Re-running reuses what is already there (delete demo-data/ to start over).
-#   EPOCHS=N scripts/quickstart.sh    (default 10)
+# Training settings: config/quickstart.toml.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-epochs="${EPOCHS:-10}"
 
 models/fetch.sh
 scripts/fetch-sample-images.sh
@@ -16,10 +15,11 @@ bin=target/release/cdo-inspect
 data=demo-data/surface
 bundle=demo-data/bundle
 if [ ! -d "$data/train/good" ]; then
-    "$bin" sample-data --texture testdata/images/gravel.png --out "$data"
+    "$bin" sample-data --texture testdata/images/gravel.png --out "$data" \
+        --train-good 20 --test-good 6 --test-defect 2 --seed 11
 fi
 if [ ! -f "$bundle/model.toml" ]; then
-    "$bin" train --data "$data/train/good" --out "$bundle" --epochs "$epochs"
+    "$bin" train --data "$data/train/good" --out "$bundle" --config config/quickstart.toml
 fi
 for kind in "$data"/test/*/; do
     kind="$(basename "$kind")"

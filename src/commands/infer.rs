@@ -46,6 +46,7 @@ pub fn run(args: InferArgs) -> Result<i32> {
         ),
     };
     if let Some(out) = &args.out {
+        refuse_shared_stems(&args.images)?;
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     }
     // Overlay colours: the calibrated normal mean is cold, the threshold is the middle.
@@ -88,6 +89,24 @@ pub fn run(args: InferArgs) -> Result<i32> {
         failures
     );
     Ok(if failures > 0 { 2 } else { 0 })
+}
+
+/// Maps are named after the image's stem: two inputs with one stem would overwrite each
+/// other's files, so that is refused before any work is done.
+fn refuse_shared_stems(images: &[PathBuf]) -> Result<()> {
+    let mut seen: std::collections::HashMap<String, &PathBuf> = std::collections::HashMap::new();
+    for path in images {
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        if let Some(first) = seen.insert(stem.clone(), path) {
+            anyhow::bail!(
+                "{} and {} share the name `{stem}`, so their maps would overwrite each other in --out; \
+                 inspect them into separate --out folders",
+                first.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn inspect_one(
