@@ -60,24 +60,22 @@ pub fn run(args: InferArgs) -> Result<i32> {
     let mut failures = 0;
     let mut rejects = 0;
     println!(
-        "{:<40} {:>10} verdict (threshold {threshold:.5})",
-        "image", "score"
+        "{:<40} {:>10} {:>8} verdict (threshold {threshold:.5})",
+        "image", "score", "ms"
     );
     for path in &args.images {
+        let started = std::time::Instant::now();
         match inspect_one(&detector, path, args.out.as_deref(), threshold, lo, hi) {
             Ok((score, reject)) => {
                 rejects += reject as usize;
-                println!(
-                    "{:<40} {:>10.5} {}",
-                    path.display(),
-                    score,
-                    if reject { "REJECT" } else { "pass" }
-                );
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                let verdict = if reject { "REJECT" } else { "pass" };
+                println!("{:<40} {score:>10.5} {ms:>8.1} {verdict}", path.display());
             }
             Err(e) => {
                 failures += 1;
                 log::error!("{e:#}");
-                println!("{:<40} {:>10} ERROR", path.display(), "-");
+                println!("{:<40} {:>10} {:>8} ERROR", path.display(), "-", "-");
             }
         }
     }
@@ -96,7 +94,11 @@ pub fn run(args: InferArgs) -> Result<i32> {
 fn refuse_shared_stems(images: &[PathBuf]) -> Result<()> {
     let mut seen: std::collections::HashMap<String, &PathBuf> = std::collections::HashMap::new();
     for path in images {
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         if let Some(first) = seen.insert(stem.clone(), path) {
             anyhow::bail!(
                 "{} and {} share the name `{stem}`, so their maps would overwrite each other in --out; \
