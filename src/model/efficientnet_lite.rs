@@ -114,14 +114,7 @@ impl EfficientNetLite0 {
                         src,
                         &format!("{p}._expand_conv"),
                         Some(&format!("{p}._bn0")),
-                        ConvSpec {
-                            cin,
-                            cout: mid,
-                            k: 1,
-                            stride: 1,
-                            padding: 0,
-                            depthwise: false,
-                        },
+                        ConvSpec::pointwise(cin, mid),
                         BN_EPS,
                         m,
                     )?)
@@ -147,14 +140,7 @@ impl EfficientNetLite0 {
                     src,
                     &format!("{p}._project_conv"),
                     Some(&format!("{p}._bn2")),
-                    ConvSpec {
-                        cin: mid,
-                        cout,
-                        k: 1,
-                        stride: 1,
-                        padding: 0,
-                        depthwise: false,
-                    },
+                    ConvSpec::pointwise(mid, cout),
                     BN_EPS,
                     m,
                 )?;
@@ -173,14 +159,7 @@ impl EfficientNetLite0 {
                 src,
                 "_conv_head",
                 Some("_bn1"),
-                ConvSpec {
-                    cin,
-                    cout: HEAD,
-                    k: 1,
-                    stride: 1,
-                    padding: 0,
-                    depthwise: false,
-                },
+                ConvSpec::pointwise(cin, HEAD),
                 BN_EPS,
                 m,
             )?;

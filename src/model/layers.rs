@@ -223,6 +223,20 @@ pub struct ConvSpec {
     pub depthwise: bool,
 }
 
+impl ConvSpec {
+    /// A 1x1, stride-1 convolution (channel mixing).
+    pub fn pointwise(cin: usize, cout: usize) -> Self {
+        Self {
+            cin,
+            cout,
+            k: 1,
+            stride: 1,
+            padding: 0,
+            depthwise: false,
+        }
+    }
+}
+
 impl ConvBn {
     /// `conv_name` is the conv's tensor prefix, `bn_name` the BatchNorm's (None: no BN).
     pub fn new(
