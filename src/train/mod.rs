@@ -518,3 +518,50 @@ pub fn train(
         calibration: meta.calibration,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("station.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn train_table_is_read_and_other_tables_left_alone() {
+        let (_d, path) = write("[station]\nname = \"line 3\"\n[train]\nepochs = 7\ngamma = 1.0\n[train.anomalies]\nnoise = \"gaussian\"\n");
+        let cfg = TrainConfig::from_file(&path).unwrap();
+        assert_eq!(cfg.epochs, 7);
+        assert_eq!(cfg.gamma, 1.0);
+        assert_eq!(cfg.anomalies.noise, synthetic::NoiseKind::Gaussian);
+        assert_eq!(cfg.batch_size, TrainConfig::default().batch_size);
+    }
+
+    #[test]
+    fn typos_and_bad_values_name_the_file_and_key() {
+        let (_d, path) = write("[train]\nepoch = 7\n");
+        let err = format!("{:#}", TrainConfig::from_file(&path).unwrap_err());
+        assert!(
+            err.contains("station.toml") && err.contains("epoch"),
+            "{err}"
+        );
+        let (_d, path) = write("[train]\nlearning_rate = \"fast\"\n");
+        let err = format!("{:#}", TrainConfig::from_file(&path).unwrap_err());
+        assert!(
+            err.contains("station.toml") && err.contains("learning_rate"),
+            "{err}"
+        );
+        let cfg = TrainConfig {
+            image_size: 100,
+            ..Default::default()
+        };
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("image_size"));
+    }
+}
