@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod commands;
+pub mod eval;
 pub mod imageio;
 pub mod infer;
 pub mod model;

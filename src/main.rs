@@ -21,6 +21,8 @@ enum Verb {
     Train(commands::train::TrainArgs),
     /// Score images with a model bundle; optionally write anomaly maps and heatmaps.
     Infer(commands::infer::InferArgs),
+    /// Score models on an MVTec AD-layout dataset; --train for the benchmark, --ablation.
+    Eval(commands::eval::EvalArgs),
     /// Cut a sample inspection dataset (good and defective tiles) from a texture photograph.
     SampleData(commands::sample_data::SampleDataArgs),
 }
@@ -42,6 +44,7 @@ fn main() {
         Verb::Train(args) => commands::train::run(args),
         Verb::Infer(args) => commands::infer::run(args),
         Verb::SampleData(args) => commands::sample_data::run(args),
+        Verb::Eval(args) => commands::eval::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

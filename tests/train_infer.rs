@@ -13,7 +13,7 @@ use cdo_inspect::bundle::{Bundle, META_FILE};
 use cdo_inspect::imageio::{list_images, load_rgb};
 use cdo_inspect::infer::{Detector, InferError};
 use cdo_inspect::sample_data::{build_surface_dataset, SampleSpec, DEFAULT_TEXTURE};
-use cdo_inspect::train::{train, TrainConfig, TrainJob, TrainOutcome};
+use cdo_inspect::train::{train, TrainConfig, TrainData, TrainJob, TrainOutcome};
 
 fn models_dir() -> PathBuf {
     common::lite0_weights().parent().unwrap().to_path_buf()
@@ -45,7 +45,7 @@ fn config(epochs: usize) -> TrainConfig {
 
 fn job(data: &Path, out: &Path, cfg: TrainConfig) -> TrainJob {
     TrainJob {
-        data: data.join("train/good"),
+        data: TrainData::Folder(data.join("train/good")),
         out: out.to_path_buf(),
         config: cfg,
         models_dir: models_dir(),

@@ -9,16 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{default_models_dir, open_device, DeviceChoice};
 use crate::model::backbone::BackboneKind;
-use crate::train::{train, TrainConfig, TrainJob, TrainOutcome};
+use crate::train::{train, StepReport, TrainConfig, TrainData, TrainJob, TrainOutcome};
 
+/// Training settings shared by `train` and `eval --train`.
 #[derive(Debug, clap::Args)]
-pub struct TrainArgs {
-    /// Folder of good images (png, jpg, bmp, tiff; any size, resized).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Model bundle directory to write (replaced atomically when training completes).
-    #[arg(long)]
-    pub out: PathBuf,
+pub struct TrainOptions {
     /// TOML file whose [train] table sets the training options (flags override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -45,14 +40,11 @@ pub struct TrainArgs {
     /// Directory holding expert weights [default: $CDO_MODELS_DIR or ./models].
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
-    /// Discard a saved partial run of this bundle instead of resuming it.
-    #[arg(long)]
-    pub restart: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
 }
 
-impl TrainArgs {
+impl TrainOptions {
     pub fn config(&self) -> Result<TrainConfig> {
         let mut cfg = match &self.config {
             Some(path) => TrainConfig::from_file(path)?,
@@ -85,41 +77,59 @@ impl TrainArgs {
         cfg.validate()?;
         Ok(cfg)
     }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(default_models_dir)
+    }
 }
 
-pub fn run(args: TrainArgs) -> Result<i32> {
-    let job = TrainJob {
-        data: args.data.clone(),
-        out: args.out.clone(),
-        config: args.config()?,
-        models_dir: args.models_dir.clone().unwrap_or_else(default_models_dir),
-        restart: args.restart,
-        device: open_device(args.device)?,
-    };
-    // Ctrl-C / SIGTERM: finish the current step, save the state, exit; rerun to resume.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Folder of good images (png, jpg, bmp, tiff; any size, resized).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model bundle directory to write (replaced atomically when training completes).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Discard a saved partial run of this bundle instead of resuming it.
+    #[arg(long)]
+    pub restart: bool,
+    #[command(flatten)]
+    pub options: TrainOptions,
+}
+
+/// Ctrl-C / SIGTERM raise the flag: training finishes its step, saves, and returns.
+/// A second interrupt exits at once.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupt: saving state after this step (press again to abort)");
-        });
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: saving state after this step (press again to abort)");
+    });
+    stop
+}
+
+/// A progress bar on a terminal, one log line every 10 steps otherwise (journald).
+pub struct TrainProgress {
+    bar: ProgressBar,
+}
+
+impl TrainProgress {
+    pub fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Self { bar }
     }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut on_step = |r: &crate::train::StepReport| {
-        bar.set_length(r.total_steps);
-        bar.set_position(r.step);
-        let syn = r
-            .mean_synthetic
-            .map(|v| format!("{v:.4}"))
-            .unwrap_or_else(|| "-".into());
-        bar.set_message(format!(
+
+    pub fn step(&self, r: &StepReport) {
+        let syn = r.mean_synthetic.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+        let line = format!(
             "epoch {}/{} loss {:.4} d_normal {:.4} d_synth {} {:.1} img/s ETA {}",
             r.epoch,
             r.epochs,
@@ -128,21 +138,44 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             syn,
             r.images_per_s,
             humantime::format_duration(std::time::Duration::from_secs(r.eta_s as u64))
-        ));
-        if bar.is_hidden() && (r.step % 10 == 0 || r.step == r.total_steps) {
-            log::info!(
-                "step {}/{} epoch {}/{} loss {:.4} d_normal {:.4} d_synth {} {:.1} img/s ETA {:.0}s",
-                r.step, r.total_steps, r.epoch, r.epochs, r.loss, r.mean_normal, syn, r.images_per_s, r.eta_s
-            );
+        );
+        self.bar.set_length(r.total_steps);
+        self.bar.set_position(r.step);
+        if self.bar.is_hidden() {
+            if r.step % 10 == 0 || r.step == r.total_steps {
+                log::info!("step {}/{} {line}", r.step, r.total_steps);
+            }
+        } else {
+            self.bar.set_message(line);
         }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Default for TrainProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<i32> {
+    let job = TrainJob {
+        data: TrainData::Folder(args.data.clone()),
+        out: args.out.clone(),
+        config: args.options.config()?,
+        models_dir: args.options.models_dir(),
+        restart: args.restart,
+        device: open_device(args.options.device)?,
     };
-    let outcome = train(&job, &stop, &mut on_step);
-    bar.finish_and_clear();
+    let stop = interrupt_flag();
+    let progress = TrainProgress::new();
+    let outcome = train(&job, &stop, &mut |r| progress.step(r));
+    progress.finish();
     match outcome? {
-        TrainOutcome::Finished {
-            bundle,
-            calibration,
-        } => {
+        TrainOutcome::Finished { bundle, calibration } => {
             match calibration {
                 Some(c) => println!(
                     "model bundle written to {} (threshold {:.5} from {} held-out good images: mean {:.5}, max {:.5})",
@@ -160,10 +193,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             Ok(0)
         }
         TrainOutcome::Interrupted { state } => {
-            println!(
-                "interrupted; state saved in {}; run the same command to resume",
-                state.display()
-            );
+            println!("interrupted; state saved in {}; run the same command to resume", state.display());
             Ok(130)
         }
     }

@@ -140,9 +140,27 @@ impl TrainConfig {
     }
 }
 
+/// The good images to train on.
+#[derive(Debug, Clone)]
+pub enum TrainData {
+    /// Every image file in a folder (not recursive).
+    Folder(PathBuf),
+    /// An explicit list (a benchmark split).
+    Files(Vec<PathBuf>),
+}
+
+impl std::fmt::Display for TrainData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainData::Folder(p) => write!(f, "{}", p.display()),
+            TrainData::Files(v) => write!(f, "{} listed files", v.len()),
+        }
+    }
+}
+
 /// What `train` was asked to do.
 pub struct TrainJob {
-    pub data: PathBuf,
+    pub data: TrainData,
     pub out: PathBuf,
     pub config: TrainConfig,
     pub models_dir: PathBuf,
@@ -204,8 +222,11 @@ struct Dataset {
     fingerprint: String,
 }
 
-fn load_dataset(dir: &Path, cfg: &TrainConfig) -> Result<Dataset> {
-    let paths = list_images(dir)?;
+fn load_dataset(data: &TrainData, cfg: &TrainConfig) -> Result<Dataset> {
+    let paths = match data {
+        TrainData::Folder(dir) => list_images(dir)?,
+        TrainData::Files(files) => files.clone(),
+    };
     let mut images = Vec::with_capacity(paths.len());
     let mut names = Vec::new();
     let mut skipped = 0;
@@ -234,7 +255,7 @@ fn load_dataset(dir: &Path, cfg: &TrainConfig) -> Result<Dataset> {
     if images.len() < 2 {
         bail!(
             "{}: need at least 2 readable good images to train, found {} ({} unreadable)",
-            dir.display(),
+            data,
             images.len(),
             skipped
         );
@@ -331,7 +352,7 @@ pub fn train(
         data.train.len(),
         data.holdout.len(),
         data.skipped,
-        job.data.display()
+        job.data
     );
 
     let apprentice = TrainableApprentice::new(cfg.backbone, cfg.seed, cfg.bn_momentum, device)?;

@@ -1,0 +1,226 @@
+//! `cdo-inspect eval`: score models on an MVTec AD-layout dataset (or MVTec 3D-AD's RGB
+//! images, or VisA), train one model per category first (benchmark mode), or run the
+//! paper's OOM/MOM ablation.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::open_device;
+use super::train::{interrupt_flag, TrainOptions, TrainProgress};
+use crate::eval::dataset::{list_categories, load_category, Category};
+use crate::eval::report::{ablation_table, csv, mean_row, table, AblationRow, JsonReport};
+use crate::eval::run::{peak_rss_bytes, score_category, CategoryResult};
+use crate::infer::Detector;
+use crate::train::{train, TrainConfig, TrainData, TrainJob, TrainOutcome};
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Dataset root (MVTec AD layout: <root>/<category>/train/good, test/..., ground_truth/...).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Score this trained bundle on --category.
+    #[arg(long, conflicts_with_all = ["train", "ablation"], requires = "category")]
+    pub model: Option<PathBuf>,
+    /// The category --model is scored on.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Benchmark mode: train one model per category (on all its train/good images), then score it.
+    #[arg(long)]
+    pub train: bool,
+    /// Run the four cases of the paper's ablation (neither, OOM only, MOM only, both).
+    #[arg(long, conflicts_with = "train")]
+    pub ablation: bool,
+    /// Categories to run in benchmark/ablation mode (comma-separated) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    pub categories: Vec<String>,
+    /// Keep the trained bundles here (<dir>/<category>, or <dir>/<case>/<category>);
+    /// default: a temporary directory that is removed afterwards.
+    #[arg(long)]
+    pub models_out: Option<PathBuf>,
+    /// Write every test map as 32-bit float TIFF at the source size:
+    /// <dir>/<category>/test/<defect>/<id>.tiff (the official evaluation scripts' layout).
+    #[arg(long)]
+    pub maps_out: Option<PathBuf>,
+    /// Write the results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the results as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: TrainOptions,
+}
+
+fn score_progress(category: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} images {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("scoring {category}"));
+    bar
+}
+
+fn score(detector: &Detector, category: &Category, maps_out: Option<&Path>) -> Result<CategoryResult> {
+    let bar = score_progress(&category.name);
+    let (result, _) = score_category(detector, category, maps_out, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        if bar.is_hidden() && (done % 20 == 0 || done == total) {
+            log::info!("{}: scored {done}/{total} test images", category.name);
+        }
+    })?;
+    bar.finish_and_clear();
+    Ok(result)
+}
+
+/// Trains on a category's good training images and scores it.
+fn train_and_score(
+    cfg: &TrainConfig,
+    args: &EvalArgs,
+    category: &Category,
+    bundle: &Path,
+    device: &candle_core::Device,
+) -> Result<Option<CategoryResult>> {
+    let job = TrainJob {
+        data: TrainData::Files(category.train.clone()),
+        out: bundle.to_path_buf(),
+        config: cfg.clone(),
+        models_dir: args.options.models_dir(),
+        restart: false,
+        device: device.clone(),
+    };
+    let stop = interrupt_flag();
+    let progress = TrainProgress::new();
+    let started = std::time::Instant::now();
+    let outcome = train(&job, &stop, &mut |r| progress.step(r));
+    progress.finish();
+    if let TrainOutcome::Interrupted { state } = outcome.with_context(|| format!("training {}", category.name))? {
+        println!("interrupted while training {}; state in {}", category.name, state.display());
+        return Ok(None);
+    }
+    let train_seconds = started.elapsed().as_secs_f64();
+    let detector = Detector::load(bundle, cfg.expert_weights.as_deref(), &args.options.models_dir(), device)?;
+    let mut result = score(&detector, category, args.maps_out.as_deref())?;
+    result.train_seconds = Some(train_seconds);
+    Ok(Some(result))
+}
+
+/// Categories to run: the ones asked for, else all in the dataset.
+fn chosen_categories(args: &EvalArgs) -> Result<Vec<Category>> {
+    let names = if args.categories.is_empty() { list_categories(&args.data)? } else { args.categories.clone() };
+    names.iter().map(|n| Ok(load_category(&args.data, n)?)).collect()
+}
+
+fn write_outputs(args: &EvalArgs, results: &[CategoryResult]) -> Result<()> {
+    if let Some(path) = &args.csv {
+        std::fs::write(path, csv(results)).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.json {
+        let report = JsonReport { categories: results, mean: mean_row(results), peak_rss_bytes: peak_rss_bytes() };
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Where bundles go: the user's directory, or a temporary one removed on drop.
+struct BundleRoot {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl BundleRoot {
+    fn new(keep: Option<&Path>) -> Result<Self> {
+        Ok(match keep {
+            Some(p) => Self { path: p.to_path_buf(), temporary: false },
+            None => {
+                let path = std::env::temp_dir().join(format!("cdo-eval-{}", std::process::id()));
+                std::fs::create_dir_all(&path)?;
+                Self { path, temporary: true }
+            }
+        })
+    }
+}
+
+impl Drop for BundleRoot {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+pub fn run(args: EvalArgs) -> Result<i32> {
+    let device = open_device(args.options.device)?;
+    if let Some(model) = &args.model {
+        let name = args.category.as_deref().unwrap_or_default();
+        let category = load_category(&args.data, name)?;
+        let detector = Detector::load(model, args.options.expert.as_deref(), &args.options.models_dir(), &device)?;
+        let results = vec![score(&detector, &category, args.maps_out.as_deref())?];
+        print!("{}", table(&results));
+        report_memory();
+        write_outputs(&args, &results)?;
+        return Ok(0);
+    }
+    if !args.train && !args.ablation {
+        bail!("eval needs --model BUNDLE --category C, or --train (benchmark), or --ablation");
+    }
+    let categories = chosen_categories(&args)?;
+    let mut base = args.options.config()?;
+    // The benchmark trains on every train/good image; calibration is not part of it.
+    base.holdout_fraction = 0.0;
+    let bundles = BundleRoot::new(args.models_out.as_deref())?;
+
+    let cases: Vec<(&str, bool, bool)> = if args.ablation {
+        vec![("neither", false, false), ("OOM only", true, false), ("MOM only", false, true), ("both", true, true)]
+    } else {
+        vec![("", base.oom && base.gamma > 0.0, base.mom)]
+    };
+    let mut rows = Vec::new();
+    for (case, oom, mom) in cases {
+        let cfg = TrainConfig { oom, mom, ..base.clone() };
+        let mut results = Vec::new();
+        for (i, category) in categories.iter().enumerate() {
+            log::info!(
+                "{}{} ({}/{}): training on {} images, {} test images",
+                if case.is_empty() { String::new() } else { format!("[{case}] ") },
+                category.name,
+                i + 1,
+                categories.len(),
+                category.train.len(),
+                category.test.len()
+            );
+            let dir = if case.is_empty() { bundles.path.clone() } else { bundles.path.join(case.replace(' ', "-")) };
+            match train_and_score(&cfg, &args, category, &dir.join(&category.name), &device)? {
+                Some(r) => results.push(r),
+                None => return Ok(130),
+            }
+        }
+        if !case.is_empty() {
+            println!("== {case}");
+        }
+        print!("{}", table(&results));
+        rows.push(AblationRow { case: case.to_string(), oom, mom, mean: mean_row(&results), categories: results });
+    }
+    report_memory();
+    if args.ablation {
+        println!("\n{}", ablation_table(&rows));
+        let all: Vec<CategoryResult> = rows
+            .iter()
+            .flat_map(|r| r.categories.iter().map(move |c| CategoryResult { category: format!("{} [{}]", c.category, r.case), ..c.clone() }))
+            .collect();
+        write_outputs(&args, &all)?;
+    } else {
+        write_outputs(&args, &rows[0].categories)?;
+    }
+    Ok(0)
+}
+
+fn report_memory() {
+    if let Some(bytes) = peak_rss_bytes() {
+        println!("peak memory (RSS): {:.0} MiB", bytes as f64 / (1024.0 * 1024.0));
+    }
+}
