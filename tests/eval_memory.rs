@@ -15,7 +15,13 @@ use cdo_inspect::sample_data::{build_surface_dataset, SampleSpec};
 fn scoring_100_native_1024px_images_stays_within_2_gib() {
     let tmp = tempfile::tempdir().unwrap();
     let small = tmp.path().join("small");
-    let spec = SampleSpec { tile: 128, train_good: 8, test_good: 40, test_defect: 20, seed: 9 };
+    let spec = SampleSpec {
+        tile: 128,
+        train_good: 8,
+        test_good: 40,
+        test_defect: 20,
+        seed: 9,
+    };
     build_surface_dataset(&common::photo_path("gravel.png"), &small, &spec).unwrap();
 
     // The same layout at 1024x1024: images bilinear-upscaled, masks nearest-upscaled.
@@ -34,8 +40,14 @@ fn scoring_100_native_1024px_images_stays_within_2_gib() {
         for entry in std::fs::read_dir(from).unwrap() {
             let p = entry.unwrap().path();
             let img = image::open(&p).unwrap();
-            let filter = if nearest { image::imageops::FilterType::Nearest } else { image::imageops::FilterType::Triangle };
-            img.resize_exact(1024, 1024, filter).save(to.join(p.file_name().unwrap())).unwrap();
+            let filter = if nearest {
+                image::imageops::FilterType::Nearest
+            } else {
+                image::imageops::FilterType::Triangle
+            };
+            img.resize_exact(1024, 1024, filter)
+                .save(to.join(p.file_name().unwrap()))
+                .unwrap();
         }
     }
     up(&small.join("test"), &cat.join("test"), false);
@@ -53,7 +65,11 @@ fn scoring_100_native_1024px_images_stays_within_2_gib() {
         .env("CDO_MODELS_DIR", &models)
         .output()
         .unwrap();
-    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
 
     let json = tmp.path().join("r.json");
     let started = std::time::Instant::now();
@@ -67,9 +83,14 @@ fn scoring_100_native_1024px_images_stays_within_2_gib() {
         .env("CDO_MODELS_DIR", &models)
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let peak = report["peak_rss_bytes"].as_u64().unwrap();
     let images = report["categories"][0]["test_images"].as_u64().unwrap();
     eprintln!(

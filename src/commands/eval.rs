@@ -3,6 +3,7 @@
 //! paper's OOM/MOM ablation.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -63,7 +64,11 @@ fn score_progress(category: &str) -> ProgressBar {
     bar
 }
 
-fn score(detector: &Detector, category: &Category, maps_out: Option<&Path>) -> Result<CategoryResult> {
+fn score(
+    detector: &Detector,
+    category: &Category,
+    maps_out: Option<&Path>,
+) -> Result<CategoryResult> {
     let bar = score_progress(&category.name);
     let (result, _) = score_category(detector, category, maps_out, &mut |done, total| {
         bar.set_length(total as u64);
@@ -83,6 +88,7 @@ fn train_and_score(
     category: &Category,
     bundle: &Path,
     device: &candle_core::Device,
+    stop: &AtomicBool,
 ) -> Result<Option<CategoryResult>> {
     let job = TrainJob {
         data: TrainData::Files(category.train.clone()),
@@ -92,17 +98,27 @@ fn train_and_score(
         restart: false,
         device: device.clone(),
     };
-    let stop = interrupt_flag();
     let progress = TrainProgress::new();
     let started = std::time::Instant::now();
-    let outcome = train(&job, &stop, &mut |r| progress.step(r));
+    let outcome = train(&job, stop, &mut |r| progress.step(r));
     progress.finish();
-    if let TrainOutcome::Interrupted { state } = outcome.with_context(|| format!("training {}", category.name))? {
-        println!("interrupted while training {}; state in {}", category.name, state.display());
+    if let TrainOutcome::Interrupted { state } =
+        outcome.with_context(|| format!("training {}", category.name))?
+    {
+        println!(
+            "interrupted while training {}; state in {}",
+            category.name,
+            state.display()
+        );
         return Ok(None);
     }
     let train_seconds = started.elapsed().as_secs_f64();
-    let detector = Detector::load(bundle, cfg.expert_weights.as_deref(), &args.options.models_dir(), device)?;
+    let detector = Detector::load(
+        bundle,
+        cfg.expert_weights.as_deref(),
+        &args.options.models_dir(),
+        device,
+    )?;
     let mut result = score(&detector, category, args.maps_out.as_deref())?;
     result.train_seconds = Some(train_seconds);
     Ok(Some(result))
@@ -110,16 +126,28 @@ fn train_and_score(
 
 /// Categories to run: the ones asked for, else all in the dataset.
 fn chosen_categories(args: &EvalArgs) -> Result<Vec<Category>> {
-    let names = if args.categories.is_empty() { list_categories(&args.data)? } else { args.categories.clone() };
-    names.iter().map(|n| Ok(load_category(&args.data, n)?)).collect()
+    let names = if args.categories.is_empty() {
+        list_categories(&args.data)?
+    } else {
+        args.categories.clone()
+    };
+    names
+        .iter()
+        .map(|n| Ok(load_category(&args.data, n)?))
+        .collect()
 }
 
 fn write_outputs(args: &EvalArgs, results: &[CategoryResult]) -> Result<()> {
     if let Some(path) = &args.csv {
-        std::fs::write(path, csv(results)).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, csv(results))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &args.json {
-        let report = JsonReport { categories: results, mean: mean_row(results), peak_rss_bytes: peak_rss_bytes() };
+        let report = JsonReport {
+            categories: results,
+            mean: mean_row(results),
+            peak_rss_bytes: peak_rss_bytes(),
+        };
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -135,11 +163,17 @@ struct BundleRoot {
 impl BundleRoot {
     fn new(keep: Option<&Path>) -> Result<Self> {
         Ok(match keep {
-            Some(p) => Self { path: p.to_path_buf(), temporary: false },
+            Some(p) => Self {
+                path: p.to_path_buf(),
+                temporary: false,
+            },
             None => {
                 let path = std::env::temp_dir().join(format!("cdo-eval-{}", std::process::id()));
                 std::fs::create_dir_all(&path)?;
-                Self { path, temporary: true }
+                Self {
+                    path,
+                    temporary: true,
+                }
             }
         })
     }
@@ -158,7 +192,12 @@ pub fn run(args: EvalArgs) -> Result<i32> {
     if let Some(model) = &args.model {
         let name = args.category.as_deref().unwrap_or_default();
         let category = load_category(&args.data, name)?;
-        let detector = Detector::load(model, args.options.expert.as_deref(), &args.options.models_dir(), &device)?;
+        let detector = Detector::load(
+            model,
+            args.options.expert.as_deref(),
+            &args.options.models_dir(),
+            &device,
+        )?;
         let results = vec![score(&detector, &category, args.maps_out.as_deref())?];
         print!("{}", table(&results));
         report_memory();
@@ -173,28 +212,54 @@ pub fn run(args: EvalArgs) -> Result<i32> {
     // The benchmark trains on every train/good image; calibration is not part of it.
     base.holdout_fraction = 0.0;
     let bundles = BundleRoot::new(args.models_out.as_deref())?;
+    // One handler for the whole run (a process can install only one).
+    let stop = interrupt_flag();
 
     let cases: Vec<(&str, bool, bool)> = if args.ablation {
-        vec![("neither", false, false), ("OOM only", true, false), ("MOM only", false, true), ("both", true, true)]
+        vec![
+            ("neither", false, false),
+            ("OOM only", true, false),
+            ("MOM only", false, true),
+            ("both", true, true),
+        ]
     } else {
         vec![("", base.oom && base.gamma > 0.0, base.mom)]
     };
     let mut rows = Vec::new();
     for (case, oom, mom) in cases {
-        let cfg = TrainConfig { oom, mom, ..base.clone() };
+        let cfg = TrainConfig {
+            oom,
+            mom,
+            ..base.clone()
+        };
         let mut results = Vec::new();
         for (i, category) in categories.iter().enumerate() {
             log::info!(
                 "{}{} ({}/{}): training on {} images, {} test images",
-                if case.is_empty() { String::new() } else { format!("[{case}] ") },
+                if case.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{case}] ")
+                },
                 category.name,
                 i + 1,
                 categories.len(),
                 category.train.len(),
                 category.test.len()
             );
-            let dir = if case.is_empty() { bundles.path.clone() } else { bundles.path.join(case.replace(' ', "-")) };
-            match train_and_score(&cfg, &args, category, &dir.join(&category.name), &device)? {
+            let dir = if case.is_empty() {
+                bundles.path.clone()
+            } else {
+                bundles.path.join(case.replace(' ', "-"))
+            };
+            match train_and_score(
+                &cfg,
+                &args,
+                category,
+                &dir.join(&category.name),
+                &device,
+                &stop,
+            )? {
                 Some(r) => results.push(r),
                 None => return Ok(130),
             }
@@ -203,14 +268,25 @@ pub fn run(args: EvalArgs) -> Result<i32> {
             println!("== {case}");
         }
         print!("{}", table(&results));
-        rows.push(AblationRow { case: case.to_string(), oom, mom, mean: mean_row(&results), categories: results });
+        rows.push(AblationRow {
+            case: case.to_string(),
+            oom,
+            mom,
+            mean: mean_row(&results),
+            categories: results,
+        });
     }
     report_memory();
     if args.ablation {
         println!("\n{}", ablation_table(&rows));
         let all: Vec<CategoryResult> = rows
             .iter()
-            .flat_map(|r| r.categories.iter().map(move |c| CategoryResult { category: format!("{} [{}]", c.category, r.case), ..c.clone() }))
+            .flat_map(|r| {
+                r.categories.iter().map(move |c| CategoryResult {
+                    category: format!("{} [{}]", c.category, r.case),
+                    ..c.clone()
+                })
+            })
             .collect();
         write_outputs(&args, &all)?;
     } else {
@@ -221,6 +297,9 @@ pub fn run(args: EvalArgs) -> Result<i32> {
 
 fn report_memory() {
     if let Some(bytes) = peak_rss_bytes() {
-        println!("peak memory (RSS): {:.0} MiB", bytes as f64 / (1024.0 * 1024.0));
+        println!(
+            "peak memory (RSS): {:.0} MiB",
+            bytes as f64 / (1024.0 * 1024.0)
+        );
     }
 }

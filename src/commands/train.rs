@@ -128,7 +128,10 @@ impl TrainProgress {
     }
 
     pub fn step(&self, r: &StepReport) {
-        let syn = r.mean_synthetic.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+        let syn = r
+            .mean_synthetic
+            .map(|v| format!("{v:.4}"))
+            .unwrap_or_else(|| "-".into());
         let line = format!(
             "epoch {}/{} loss {:.4} d_normal {:.4} d_synth {} {:.1} img/s ETA {}",
             r.epoch,
@@ -175,7 +178,10 @@ pub fn run(args: TrainArgs) -> Result<i32> {
     let outcome = train(&job, &stop, &mut |r| progress.step(r));
     progress.finish();
     match outcome? {
-        TrainOutcome::Finished { bundle, calibration } => {
+        TrainOutcome::Finished {
+            bundle,
+            calibration,
+        } => {
             match calibration {
                 Some(c) => println!(
                     "model bundle written to {} (threshold {:.5} from {} held-out good images: mean {:.5}, max {:.5})",
@@ -193,7 +199,10 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             Ok(0)
         }
         TrainOutcome::Interrupted { state } => {
-            println!("interrupted; state saved in {}; run the same command to resume", state.display());
+            println!(
+                "interrupted; state saved in {}; run the same command to resume",
+                state.display()
+            );
             Ok(130)
         }
     }

@@ -14,7 +14,8 @@ fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|v| format!("{:.2}", v * 100.0)).unwrap_or_else(|| "-".into())
+    v.map(|v| format!("{:.2}", v * 100.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// The mean row over categories.
@@ -37,12 +38,19 @@ pub fn mean_row(results: &[CategoryResult]) -> MeanRow {
     }
 }
 
-const HEADER: [&str; 6] = ["category", "AU-ROC", "AU-PRO", "I-AUROC", "I-F1max", "P-F1max"];
+const HEADER: [&str; 6] = [
+    "category", "AU-ROC", "AU-PRO", "I-AUROC", "I-F1max", "P-F1max",
+];
 
 /// The table a person reads: pixel AU-ROC and AU-PRO first (the paper's metrics), then
 /// image AUROC and the F1-max figures; all in percent.
 pub fn table(results: &[CategoryResult]) -> String {
-    let width = results.iter().map(|r| r.category.len()).chain([8]).max().unwrap_or(8);
+    let width = results
+        .iter()
+        .map(|r| r.category.len())
+        .chain([8])
+        .max()
+        .unwrap_or(8);
     let mut out = String::new();
     let _ = write!(out, "{:<width$}", HEADER[0]);
     for h in &HEADER[1..] {
@@ -57,12 +65,32 @@ pub fn table(results: &[CategoryResult]) -> String {
         out.push('\n');
     };
     for r in results {
-        row(&mut out, &r.category, [r.pixel_auroc, r.au_pro, r.image_auroc, r.image_f1_max, r.pixel_f1_max]);
+        row(
+            &mut out,
+            &r.category,
+            [
+                r.pixel_auroc,
+                r.au_pro,
+                r.image_auroc,
+                r.image_f1_max,
+                r.pixel_f1_max,
+            ],
+        );
     }
     let m = mean_row(results);
     out.push_str(&"-".repeat(width + 9 * 5));
     out.push('\n');
-    row(&mut out, "mean", [m.pixel_auroc, m.au_pro, m.image_auroc, m.image_f1_max, m.pixel_f1_max]);
+    row(
+        &mut out,
+        "mean",
+        [
+            m.pixel_auroc,
+            m.au_pro,
+            m.image_auroc,
+            m.image_f1_max,
+            m.pixel_f1_max,
+        ],
+    );
     out
 }
 
@@ -84,7 +112,9 @@ pub fn csv(results: &[CategoryResult]) -> String {
             f(r.image_auroc),
             f(r.image_f1_max),
             f(r.pixel_f1_max),
-            r.train_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
+            r.train_seconds
+                .map(|s| format!("{s:.1}"))
+                .unwrap_or_default(),
             r.score_seconds
         );
     }
@@ -120,7 +150,10 @@ pub struct AblationRow {
 
 /// Table IV: OOM and MOM on or off, mean AU-ROC / AU-PRO (and image AUROC).
 pub fn ablation_table(rows: &[AblationRow]) -> String {
-    let mut out = format!("{:<12} {:>4} {:>4} {:>8} {:>8} {:>8}\n", "case", "OOM", "MOM", "AU-ROC", "AU-PRO", "I-AUROC");
+    let mut out = format!(
+        "{:<12} {:>4} {:>4} {:>8} {:>8} {:>8}\n",
+        "case", "OOM", "MOM", "AU-ROC", "AU-PRO", "I-AUROC"
+    );
     let mark = |b: bool| if b { "x" } else { "" };
     for r in rows {
         let _ = writeln!(
@@ -165,11 +198,17 @@ mod tests {
         assert!((m.pixel_auroc.unwrap() - 0.85).abs() < 1e-12);
         assert_eq!(m.au_pro, None);
         let t = table(&rows);
-        assert!(t.contains("bottle") && t.contains("90.00") && t.contains("85.00"), "{t}");
+        assert!(
+            t.contains("bottle") && t.contains("90.00") && t.contains("85.00"),
+            "{t}"
+        );
         let last = t.lines().last().unwrap();
         assert!(last.starts_with("mean") && last.contains('-'), "{t}");
         let c = csv(&rows);
         assert_eq!(c.lines().count(), 4);
-        assert!(c.lines().nth(3).unwrap().starts_with("mean,,,0.850000"), "{c}");
+        assert!(
+            c.lines().nth(3).unwrap().starts_with("mean,,,0.850000"),
+            "{c}"
+        );
     }
 }

@@ -46,7 +46,10 @@ pub struct ImageScore {
 /// Where a map is exported: `<dir>/<category>/test/<defect>/<id>.tiff`, the layout the
 /// official MVTec AD evaluation scripts read.
 pub fn map_path(dir: &Path, category: &str, defect: &str, id: &str) -> PathBuf {
-    dir.join(category).join("test").join(defect).join(format!("{id}.tiff"))
+    dir.join(category)
+        .join("test")
+        .join(defect)
+        .join(format!("{id}.tiff"))
 }
 
 /// Scores every test image of `category`; `on_image` is called after each (progress).
@@ -80,13 +83,18 @@ pub fn score_category(
         if let Some(dir) = maps_out {
             let path = map_path(dir, &category.name, &sample.defect, &sample.id);
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
             }
             write_f32_tiff(&path, &map, w, h)?;
         }
         scores.push(result.score);
         labels.push(sample.defect != "good");
-        image_scores.push(ImageScore { defect: sample.defect.clone(), id: sample.id.clone(), score: result.score });
+        image_scores.push(ImageScore {
+            defect: sample.defect.clone(),
+            id: sample.id.clone(),
+            score: result.score,
+        });
         on_image(i + 1, category.test.len());
     }
     let report = pixels.unwrap_or_default().finish(&[PRO_LIMIT]);
