@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{default_models_dir, open_device, DeviceChoice};
-use crate::imageio::{load_rgb, save_png_atomic, try_heatmap_overlay, write_f32_tiff};
+use crate::imageio::{heatmap_overlay, load_rgb, save_png_atomic, write_f32_tiff};
 use crate::infer::Detector;
 
 #[derive(Debug, clap::Args)]
@@ -130,7 +130,7 @@ fn inspect_one(
         let (w, h) = img.dimensions();
         let map = result.map_at(w, h);
         write_f32_tiff(&out.join(format!("{stem}.tiff")), &map, w, h)?;
-        let overlay = try_heatmap_overlay(&img, &map, w, h, lo, hi)?;
+        let overlay = heatmap_overlay(&img, &map, w, h, lo, hi)?;
         save_png_atomic(&out.join(format!("{stem}_overlay.png")), &overlay)?;
     }
     Ok((result.score, result.score > threshold))

@@ -229,6 +229,20 @@ fn read_legacy(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
         other => return Err(format!("expected the storage key list, found {other:?}")),
     };
 
+    // Element size of each storage, from the storage class of the tensors using it.
+    let elem_sizes: HashMap<String, usize> = state
+        .iter()
+        .filter_map(|(_, value)| {
+            let info = value
+                .clone()
+                .into_tensor_info(Object::Unicode(String::new()), Path::new(""))
+                .ok()??;
+            Some((
+                info.path.trim_start_matches('/').to_string(),
+                info.dtype.size_in_bytes(),
+            ))
+        })
+        .collect();
     // Storages follow in key order; remember each one's data offset and element count.
     let mut storages: HashMap<String, (u64, usize)> = HashMap::new();
     let mut pos = r.stream_position().map_err(|e| e.to_string())?;
@@ -240,8 +254,7 @@ fn read_legacy(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
         let numel = u64::from_le_bytes(len);
         pos += 8;
         storages.insert(key.clone(), (pos, numel as usize));
-        // Element size is known only from the tensor's storage type; find the largest use.
-        let elem = storage_elem_size_for(&state, &key).unwrap_or(4);
+        let elem = *elem_sizes.get(&key).unwrap_or(&4);
         let bytes = numel
             .checked_mul(elem as u64)
             .ok_or_else(|| format!("storage {key}: size overflow"))?;
@@ -351,17 +364,6 @@ fn unwrap_state_dict(obj: Object) -> Result<Vec<(Object, Object)>, String> {
         }
     }
     Ok(entries)
-}
-
-/// The element size of the storage `key`, from the storage class of a tensor using it.
-fn storage_elem_size_for(state: &[(Object, Object)], key: &str) -> Option<usize> {
-    state.iter().find_map(|(_, value)| {
-        let info = value
-            .clone()
-            .into_tensor_info(Object::Unicode(String::new()), Path::new(""))
-            .ok()??;
-        (info.path.trim_start_matches('/') == key).then(|| info.dtype.size_in_bytes())
-    })
 }
 
 #[cfg(test)]

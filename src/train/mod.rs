@@ -239,12 +239,10 @@ fn load_dataset(data: &TrainData, cfg: &TrainConfig) -> Result<Dataset> {
                     cfg.image_size,
                     image::imageops::FilterType::Triangle,
                 ));
-                names.push(
-                    path.file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .to_string(),
-                );
+                // Name and size: a resumed run must see the same images.
+                let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                names.push(format!("{name}:{size}"));
             }
             Err(e) => {
                 log::warn!("skipping unreadable training image: {e}");
