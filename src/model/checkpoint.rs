@@ -354,13 +354,11 @@ fn unwrap_state_dict(obj: Object) -> Result<Vec<(Object, Object)>, String> {
         }
     };
     for wrapper in ["state_dict", "model"] {
-        if let Some((_, inner)) = entries
+        if let Some((_, Object::Dict(inner))) = entries
             .iter()
             .find(|(k, _)| *k == Object::Unicode(wrapper.into()))
         {
-            if let Object::Dict(inner) = inner {
-                return Ok(inner.clone());
-            }
+            return Ok(inner.clone());
         }
     }
     Ok(entries)

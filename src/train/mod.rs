@@ -260,7 +260,7 @@ fn load_dataset(data: &TrainData, cfg: &TrainConfig) -> Result<Dataset> {
     }
     // Hold out a seeded random share for calibration (at least one image when there are 4+).
     let mut order: Vec<usize> = (0..images.len()).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5EED_0F_4011D));
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x05EE_D0F4_011D));
     let mut n_hold = (images.len() as f64 * cfg.holdout_fraction).round() as usize;
     if cfg.holdout_fraction > 0.0 && images.len() >= 4 {
         n_hold = n_hold.max(1);
