@@ -397,9 +397,10 @@ pub fn train(
         seconds_before = st.seconds;
         last_loss = st.last_loss;
         log::info!(
-            "resuming from {} at epoch {}",
+            "resuming from {} at epoch {}, step {} of the epoch",
             state_dir.display(),
-            st.epoch + 1
+            st.epoch + 1,
+            st.step_in_epoch + 1
         );
     }
 
