@@ -128,13 +128,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
         });
     }
     let img = reader.decode().map_err(|e| map_decode_error(path, e))?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(ImageError::ZeroSize {
-            path: p(),
-            width: img.width(),
-            height: img.height(),
-        });
-    }
+    check_nonzero_size(path, img.width(), img.height())?;
     Ok(img.to_rgb8())
 }
 
@@ -205,6 +199,18 @@ where
     result
 }
 
+/// Refuses an image with no pixels, naming the file.
+fn check_nonzero_size(path: &Path, width: u32, height: u32) -> Result<(), ImageError> {
+    if width == 0 || height == 0 {
+        return Err(ImageError::ZeroSize {
+            path: path.to_path_buf(),
+            width,
+            height,
+        });
+    }
+    Ok(())
+}
+
 /// Write a single-channel 32-bit float TIFF (anomaly maps keep full precision, including
 /// negative values, so downstream tools can re-threshold them). Atomic.
 pub fn write_f32_tiff(
@@ -213,13 +219,7 @@ pub fn write_f32_tiff(
     width: u32,
     height: u32,
 ) -> Result<(), ImageError> {
-    if width == 0 || height == 0 {
-        return Err(ImageError::ZeroSize {
-            path: path.to_path_buf(),
-            width,
-            height,
-        });
-    }
+    check_nonzero_size(path, width, height)?;
     let expected = width as usize * height as usize;
     if data.len() != expected {
         return Err(ImageError::InvalidData {
@@ -269,13 +269,7 @@ pub fn read_f32_tiff(path: &Path) -> Result<(Vec<f32>, u32, u32), ImageError> {
     };
     let mut dec = tiff::decoder::Decoder::new(BufReader::new(file)).map_err(tiff_err)?;
     let (width, height) = dec.dimensions().map_err(tiff_err)?;
-    if width == 0 || height == 0 {
-        return Err(ImageError::ZeroSize {
-            path: p(),
-            width,
-            height,
-        });
-    }
+    check_nonzero_size(path, width, height)?;
     let colortype = dec.colortype().map_err(tiff_err)?;
     if colortype != tiff::ColorType::Gray(32) {
         return Err(ImageError::InvalidData {
@@ -330,13 +324,7 @@ fn encode_png_atomic(
     height: u32,
     color: ExtendedColorType,
 ) -> Result<(), ImageError> {
-    if width == 0 || height == 0 {
-        return Err(ImageError::ZeroSize {
-            path: path.to_path_buf(),
-            width,
-            height,
-        });
-    }
+    check_nonzero_size(path, width, height)?;
     write_atomic(path, |w| {
         image::codecs::png::PngEncoder::new(&mut *w)
             .write_image(raw, width, height, color)
