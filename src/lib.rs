@@ -9,6 +9,7 @@ pub mod infer;
 pub mod model;
 pub mod preprocess;
 pub mod sample_data;
+pub mod station;
 pub mod train;
 
 /// Keeps freed large buffers in the heap for reuse. glibc hands every allocation above its

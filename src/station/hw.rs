@@ -1,0 +1,147 @@
+//! The hardware boundary: a camera is a [`FrameSource`], a GPIO output a [`DigitalOut`], a
+//! part sensor a [`DigitalIn`]. Each backend (V4L2 camera, replay folder, GPIO character
+//! device, simulated GPIO) implements these; nothing above this module knows which one it
+//! has.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant, SystemTime};
+
+use image::RgbImage;
+
+/// One captured frame, with when it was taken on both clocks.
+pub struct Frame {
+    pub image: RgbImage,
+    /// Monotonic capture time, for latency and scheduling.
+    pub captured_at: Instant,
+    /// Wall-clock capture time, for records.
+    pub captured_wall: SystemTime,
+    /// Where it came from, for records and logs (a file name, or "camera frame 1234").
+    pub origin: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// This frame is unusable (undecodable, truncated); the source itself still works.
+    #[error("corrupt frame {origin}: {message}")]
+    CorruptFrame { origin: String, message: String },
+    /// The source stopped working (unplugged, driver error, timeout); it must be reopened.
+    #[error("camera {device}: {message}")]
+    Disconnected { device: String, message: String },
+    /// A replay source that plays once has no frames left.
+    #[error("replay {folder}: no frames left")]
+    Exhausted { folder: String },
+}
+
+/// A camera, or anything that delivers frames on request.
+pub trait FrameSource: Send {
+    /// Captures one frame now (the light is already on). Blocks at most about one frame
+    /// period plus the source's own timeout.
+    fn grab(&mut self) -> Result<Frame, CaptureError>;
+    /// Re-opens the source after [`CaptureError::Disconnected`].
+    fn reopen(&mut self) -> Result<(), CaptureError>;
+    /// A short description for logs ("/dev/video0 1280x960 MJPEG @ 30 fps").
+    fn describe(&self) -> String;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("GPIO {line}: {message}")]
+pub struct GpioError {
+    pub line: String,
+    pub message: String,
+}
+
+/// An output line. `set(true)` asserts it: the backend applies the configured polarity
+/// (active-low lines go low), so callers think only in asserted / released.
+pub trait DigitalOut: Send {
+    fn set(&mut self, asserted: bool) -> Result<(), GpioError>;
+    fn name(&self) -> &str;
+}
+
+/// A logical edge of an input: `Asserted` when the sensor becomes active (after the
+/// configured polarity), `Released` when it becomes inactive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputEdge {
+    Asserted,
+    Released,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct InputEvent {
+    pub edge: InputEdge,
+    /// Monotonic time of the edge (from the kernel's event timestamp where available).
+    pub at: Instant,
+}
+
+/// An input line (a part sensor), debounced by the backend.
+pub trait DigitalIn: Send {
+    /// Waits up to `timeout` for the next edge; `Ok(None)` on timeout.
+    fn wait_edge(&mut self, timeout: Duration) -> Result<Option<InputEvent>, GpioError>;
+    fn name(&self) -> &str;
+}
+
+/// Which GPIO line: `chip:offset` (chip by path `/dev/gpiochip0`, name `gpiochip0` or
+/// label `tegra234-gpio`) or a line name as the board's device tree gives it (`PQ.05`,
+/// `GPIO17`). Jetson modules number header pins differently from the chips' offsets, so
+/// names are often the safer choice there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LineSpec {
+    ChipOffset { chip: String, offset: u32 },
+    Name(String),
+}
+
+impl FromStr for LineSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty GPIO line".into());
+        }
+        match s.rsplit_once(':') {
+            Some((chip, offset)) => {
+                let offset = offset.trim().parse::<u32>().map_err(|_| {
+                    format!("`{s}`: the part after `:` must be a line offset (a number)")
+                })?;
+                if chip.trim().is_empty() {
+                    return Err(format!("`{s}`: missing chip before `:`"));
+                }
+                Ok(LineSpec::ChipOffset {
+                    chip: chip.trim().to_string(),
+                    offset,
+                })
+            }
+            None => Ok(LineSpec::Name(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for LineSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineSpec::ChipOffset { chip, offset } => write!(f, "{chip}:{offset}"),
+            LineSpec::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_specs_parse_chip_offset_and_names() {
+        assert_eq!(
+            "gpiochip0:17".parse::<LineSpec>().unwrap(),
+            LineSpec::ChipOffset { chip: "gpiochip0".into(), offset: 17 }
+        );
+        assert_eq!(
+            "/dev/gpiochip2:5".parse::<LineSpec>().unwrap(),
+            LineSpec::ChipOffset { chip: "/dev/gpiochip2".into(), offset: 5 }
+        );
+        assert_eq!("PQ.05".parse::<LineSpec>().unwrap(), LineSpec::Name("PQ.05".into()));
+        assert!("gpiochip0:x".parse::<LineSpec>().is_err());
+        assert!(":3".parse::<LineSpec>().is_err());
+        assert!("".parse::<LineSpec>().is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! The station daemon: trigger → light → capture → infer → decide → reject, one thread per
+//! stage, bounded channels between them.
+
+pub mod hw;
