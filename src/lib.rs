@@ -2,6 +2,7 @@
 //! inspection stations. The library holds everything; `main.rs` only parses arguments.
 
 pub mod bundle;
+pub mod config;
 pub mod commands;
 pub mod eval;
 pub mod imageio;
