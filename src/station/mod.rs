@@ -2,3 +2,5 @@
 //! stage, bounded channels between them.
 
 pub mod hw;
+pub mod replay;
+pub mod sim_gpio;
