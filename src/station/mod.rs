@@ -4,3 +4,6 @@
 pub mod hw;
 pub mod replay;
 pub mod sim_gpio;
+pub mod archive;
+pub mod decide;
+pub mod records;
