@@ -17,6 +17,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Verb {
+    /// Run the station daemon: trigger, capture, inspect, reject (under systemd).
+    Run(commands::run::RunArgs),
+    /// A whole station on one machine: replayed real parts, simulated GPIO, CPU.
+    Demo(commands::demo::DemoArgs),
     /// Train the apprentice from a folder of good images; writes a model bundle.
     Train(commands::train::TrainArgs),
     /// Score images with a model bundle; optionally write anomaly maps and heatmaps.
@@ -28,7 +32,12 @@ enum Verb {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let cli = Cli::parse();
+    let filter = match &cli.verb {
+        Verb::Run(args) => commands::run::log_filter(args),
+        _ => "info".to_string(),
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp_millis()
         .init();
     // Fix the worker count once: without it candle re-reads /proc/cpuinfo on every matmul.
@@ -39,8 +48,9 @@ fn main() {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     cdo_inspect::tune_allocator();
-    let cli = Cli::parse();
     let result = match cli.verb {
+        Verb::Run(args) => commands::run::run(args),
+        Verb::Demo(args) => commands::demo::run(args),
         Verb::Train(args) => commands::train::run(args),
         Verb::Infer(args) => commands::infer::run(args),
         Verb::SampleData(args) => commands::sample_data::run(args),

@@ -1,8 +1,10 @@
 //! The verbs of the `cdo-inspect` binary. Each takes its parsed arguments and returns an
 //! exit code; `main.rs` only parses and dispatches.
 
+pub mod demo;
 pub mod eval;
 pub mod infer;
+pub mod run;
 pub mod sample_data;
 pub mod train;
 

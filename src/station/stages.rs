@@ -1,0 +1,281 @@
+//! The trigger, capture and inference stages. Each is a thread that owns its hardware
+//! (sensor input, camera and light, model) and passes parts on through bounded channels.
+//! A part that cannot go on (queue full, camera fault, corrupt frame, inference error)
+//! goes straight to the actuator marked fail-safe, with the reason.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use super::actuate::{Expect, ToActuator};
+use super::hw::{CaptureError, DigitalIn, DigitalOut, FrameSource, InputEdge};
+use super::part::{ms, read_live, Heartbeat, Part, SharedLive};
+use crate::infer::Detector;
+use crate::preprocess::image_to_chw;
+
+/// How long a stage waits for work before it beats its heartbeat again.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+pub enum TriggerSource {
+    /// A part sensor.
+    Gpio(Box<dyn DigitalIn>),
+    /// A timer; ticks that find the camera busy are skipped.
+    FreeRun,
+    /// One part per replayed frame at the configured rate; `Some(n)` stops after n.
+    Replay(Option<usize>),
+}
+
+/// Counts shared between the stages and the supervisor.
+#[derive(Default)]
+pub struct StageCounts {
+    pub missed: AtomicU64,
+    pub skipped: AtomicU64,
+    pub capture_errors: AtomicU64,
+    pub infer_errors: AtomicU64,
+    pub camera_reconnects: AtomicU64,
+    pub camera_down: AtomicBool,
+}
+
+pub struct TriggerStage {
+    pub source: TriggerSource,
+    pub live: SharedLive,
+    pub to_capture: Sender<Part>,
+    pub to_actuator: Sender<ToActuator>,
+    pub stop: Arc<AtomicBool>,
+    pub counts: Arc<StageCounts>,
+    pub heartbeat: Arc<Heartbeat>,
+}
+
+impl TriggerStage {
+    pub fn run(mut self) {
+        let mut next_id = 1u64;
+        let mut next_tick = Instant::now();
+        let mut emitted = 0usize;
+        while !self.stop.load(Ordering::Relaxed) {
+            self.heartbeat.beat();
+            let live = read_live(&self.live);
+            let period = Duration::from_secs_f64(1.0 / live.rate_hz);
+            let (kind, at) = match &mut self.source {
+                TriggerSource::Gpio(input) => match input.wait_edge(IDLE_POLL) {
+                    Ok(Some(ev)) if ev.edge == InputEdge::Asserted => ("gpio", ev.at),
+                    Ok(_) => continue,
+                    Err(e) => {
+                        log::error!("trigger input: {e}");
+                        std::thread::sleep(IDLE_POLL);
+                        continue;
+                    }
+                },
+                TriggerSource::FreeRun | TriggerSource::Replay(_) => {
+                    if let TriggerSource::Replay(Some(n)) = self.source {
+                        if emitted >= n {
+                            break;
+                        }
+                    }
+                    let now = Instant::now();
+                    if now < next_tick {
+                        std::thread::sleep((next_tick - now).min(IDLE_POLL));
+                        continue;
+                    }
+                    next_tick += period;
+                    // After a long stall, do not fire a burst to catch up.
+                    if next_tick < now {
+                        next_tick = now + period;
+                    }
+                    if matches!(self.source, TriggerSource::FreeRun) && !self.to_capture.is_empty()
+                    {
+                        self.counts.skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let kind = if matches!(self.source, TriggerSource::FreeRun) { "timer" } else { "replay" };
+                    (kind, now)
+                }
+            };
+            emitted += 1;
+            let part = Part::new(next_id, kind, at, live.reject_delay, live.decider.threshold);
+            next_id += 1;
+            let expect = Expect {
+                id: part.id,
+                trigger: kind,
+                triggered_at: part.triggered_at,
+                triggered_wall: part.triggered_wall,
+                due: part.due,
+            };
+            if self.to_actuator.send(ToActuator::Expect(expect)).is_err() {
+                break;
+            }
+            if let Err(TrySendError::Full(part)) = self.to_capture.try_send(part) {
+                self.counts.missed.fetch_add(1, Ordering::Relaxed);
+                let part = part.fail("missed trigger: camera busy (capture queue full)");
+                let _ = self.to_actuator.send(ToActuator::Done(Box::new(part)));
+            }
+        }
+        self.heartbeat.finish();
+    }
+}
+
+pub struct CaptureStage {
+    pub camera: Box<dyn FrameSource>,
+    /// Switched on for each capture (strobe); None when the light is not ours to switch.
+    pub strobe: Option<Box<dyn DigitalOut>>,
+    pub live: SharedLive,
+    pub inbox: Receiver<Part>,
+    pub to_infer: Sender<Part>,
+    pub to_actuator: Sender<ToActuator>,
+    pub counts: Arc<StageCounts>,
+    pub heartbeat: Arc<Heartbeat>,
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl CaptureStage {
+    pub fn run(mut self) {
+        let mut backoff = self.reconnect_initial;
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            self.heartbeat.beat();
+            if let Some(at) = retry_at {
+                if Instant::now() >= at {
+                    match self.camera.reopen() {
+                        Ok(()) => {
+                            log::info!("camera back: {}", self.camera.describe());
+                            self.counts.camera_reconnects.fetch_add(1, Ordering::Relaxed);
+                            self.counts.camera_down.store(false, Ordering::Relaxed);
+                            retry_at = None;
+                            backoff = self.reconnect_initial;
+                        }
+                        Err(e) => {
+                            backoff = (backoff * 2).min(self.reconnect_max);
+                            log::warn!("{e}; retrying in {} ms", backoff.as_millis());
+                            retry_at = Some(Instant::now() + backoff);
+                        }
+                    }
+                }
+            }
+            let mut part = match self.inbox.recv_timeout(IDLE_POLL) {
+                Ok(p) => p,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            part.latency.queue = Some(ms(part.queued_at, Instant::now()));
+            if retry_at.is_some() {
+                self.done(part.fail("camera disconnected"));
+                continue;
+            }
+            let started = Instant::now();
+            let settle = read_live(&self.live).light_settle;
+            self.light(true);
+            if !settle.is_zero() && self.strobe.is_some() {
+                std::thread::sleep(settle);
+            }
+            let grabbed = self.camera.grab();
+            self.light(false);
+            part.latency.capture = Some(ms(started, Instant::now()));
+            match grabbed {
+                Ok(frame) => {
+                    part.frame = Some(frame);
+                    part.queued_at = Instant::now();
+                    if let Err(TrySendError::Full(p) | TrySendError::Disconnected(p)) =
+                        self.to_infer.try_send(part)
+                    {
+                        self.done(p.fail("inference busy (queue full)"));
+                    }
+                }
+                Err(e) => {
+                    self.counts.capture_errors.fetch_add(1, Ordering::Relaxed);
+                    log::error!("part {}: {e}", part.id);
+                    if let CaptureError::Disconnected { .. } = e {
+                        self.counts.camera_down.store(true, Ordering::Relaxed);
+                        retry_at = Some(Instant::now() + backoff);
+                    }
+                    self.done(part.fail(e.to_string()));
+                }
+            }
+        }
+        self.light(false);
+        self.heartbeat.finish();
+    }
+
+    fn light(&mut self, on: bool) {
+        if let Some(light) = self.strobe.as_mut() {
+            if let Err(e) = light.set(on) {
+                log::error!("light: {e}");
+            }
+        }
+    }
+
+    fn done(&self, part: Part) {
+        let _ = self.to_actuator.send(ToActuator::Done(Box::new(part)));
+    }
+}
+
+pub struct InferStage {
+    pub detector: Detector,
+    pub live: SharedLive,
+    pub inbox: Receiver<Part>,
+    pub to_actuator: Sender<ToActuator>,
+    pub counts: Arc<StageCounts>,
+    pub heartbeat: Arc<Heartbeat>,
+}
+
+impl InferStage {
+    pub fn run(self) {
+        loop {
+            self.heartbeat.beat();
+            let mut part = match self.inbox.recv_timeout(IDLE_POLL) {
+                Ok(p) => p,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let queued = ms(part.queued_at, Instant::now());
+            part.latency.queue = Some(part.latency.queue.unwrap_or(0.0) + queued);
+            let part = if Instant::now() >= part.due {
+                // Its pulse has already fired as a fail-safe reject; inspecting it now
+                // would only delay the parts behind it.
+                part.fail("not inspected: its reject deadline passed while it was queued")
+            } else {
+                self.inspect(part)
+            };
+            let _ = self.to_actuator.send(ToActuator::Done(Box::new(part)));
+        }
+        self.heartbeat.finish();
+    }
+
+    fn inspect(&self, mut part: Part) -> Part {
+        let live = read_live(&self.live);
+        let Some(frame) = part.frame.as_ref() else {
+            return part.fail("no frame");
+        };
+        let (w, h) = frame.image.dimensions();
+        let t0 = Instant::now();
+        let chw = image_to_chw(&frame.image, self.detector.meta.input_size);
+        let t1 = Instant::now();
+        if !live.inject_infer_delay.is_zero() {
+            std::thread::sleep(live.inject_infer_delay);
+        }
+        let inference = match self.detector.infer_chw(&[chw]) {
+            Ok(mut v) if v.len() == 1 => v.remove(0),
+            Ok(_) => return part.fail("inference returned no result"),
+            Err(e) => {
+                self.counts.infer_errors.fetch_add(1, Ordering::Relaxed);
+                log::error!("part {}: inference failed: {e}", part.id);
+                return part.fail(format!("inference error: {e}"));
+            }
+        };
+        let t2 = Instant::now();
+        let decision = live.decider.decide(&inference, w, h);
+        let t3 = Instant::now();
+        part.latency.preprocess = Some(ms(t0, t1));
+        part.latency.infer = Some(ms(t1, t2));
+        part.latency.decide = Some(ms(t2, t3));
+        part.latency.total = Some(ms(part.triggered_at, t3));
+        part.threshold = live.decider.threshold;
+        if let Some(reason) = &decision.fail_safe {
+            part = part.fail(reason.clone());
+        }
+        part.inference = Some(inference);
+        part.decision = Some(decision);
+        part
+    }
+}
