@@ -1,0 +1,279 @@
+//! What SIGHUP can apply. Decision and timing settings take effect from the next part;
+//! everything else (model, camera, GPIO lines, folders, pipeline) is opened once at start-up
+//! and needs a restart.
+
+use super::schema::*;
+
+/// The dotted keys that differ between `old` and `new` but need a restart to take effect,
+/// in file order, for "changed but needs a restart: camera.width, ...".
+///
+/// Every struct is destructured without `..`: a field added to the schema is a compile
+/// error here until someone decides whether it is reloadable.
+pub fn reloadable_changes(old: &StationConfig, new: &StationConfig) -> Vec<String> {
+    let mut changed = Vec::new();
+    let mut check = |key: &str, differs: bool| {
+        if differs {
+            changed.push(key.to_string());
+        }
+    };
+
+    let StationConfig {
+        station,
+        model,
+        camera,
+        light,
+        trigger,
+        decision: _, // reloadable
+        gpio,
+        outputs,
+        records,
+        archive,
+        logging,
+        pipeline,
+    } = old;
+
+    let StationInfo { name } = station;
+    check("station.name", *name != new.station.name);
+
+    let ModelConfig {
+        bundle,
+        expert,
+        models_dir,
+        device,
+    } = model;
+    let m = &new.model;
+    check("model.bundle", *bundle != m.bundle);
+    check("model.expert", *expert != m.expert);
+    check("model.models_dir", *models_dir != m.models_dir);
+    check("model.device", *device != m.device);
+
+    let CameraConfig {
+        source,
+        device,
+        width,
+        height,
+        fps,
+        format,
+        exposure_us,
+        gain,
+        white_balance_k,
+        timeout,
+        reconnect_initial,
+        reconnect_max,
+        replay,
+    } = camera;
+    let c = &new.camera;
+    check("camera.source", *source != c.source);
+    check("camera.device", *device != c.device);
+    check("camera.width", *width != c.width);
+    check("camera.height", *height != c.height);
+    check("camera.fps", *fps != c.fps);
+    check("camera.format", *format != c.format);
+    check("camera.exposure_us", *exposure_us != c.exposure_us);
+    check("camera.gain", *gain != c.gain);
+    check(
+        "camera.white_balance_k",
+        *white_balance_k != c.white_balance_k,
+    );
+    check("camera.timeout_ms", *timeout != c.timeout);
+    check(
+        "camera.reconnect_initial_ms",
+        *reconnect_initial != c.reconnect_initial,
+    );
+    check("camera.reconnect_max_ms", *reconnect_max != c.reconnect_max);
+    let ReplayConfig {
+        folder,
+        looping,
+        stall_after,
+        stall_for,
+    } = replay;
+    check("camera.replay.folder", *folder != c.replay.folder);
+    check("camera.replay.loop", *looping != c.replay.looping);
+    check(
+        "camera.replay.stall_after",
+        *stall_after != c.replay.stall_after,
+    );
+    check("camera.replay.stall_ms", *stall_for != c.replay.stall_for);
+
+    let LightConfig {
+        mode,
+        output,
+        settle: _,
+    } = light; // settle: reloadable
+    check("light.mode", *mode != new.light.mode);
+    output_changes(
+        &mut check,
+        "light",
+        output.as_ref(),
+        new.light.output.as_ref(),
+    );
+
+    let TriggerConfig {
+        mode,
+        input,
+        rate_hz: _,
+    } = trigger; // rate: reloadable
+    check("trigger.mode", *mode != new.trigger.mode);
+    match (input, &new.trigger.input) {
+        (Some(a), Some(b)) => {
+            check("trigger.line", a.line != b.line);
+            check("trigger.active_low", a.active_low != b.active_low);
+            check("trigger.debounce_ms", a.debounce != b.debounce);
+        }
+        // A sensor added or removed: the line is what changed.
+        (a, b) => check("trigger.line", a.is_some() != b.is_some()),
+    }
+
+    let GpioConfig {
+        backend,
+        edge_log,
+        inject_ms,
+    } = gpio;
+    check("gpio.backend", *backend != new.gpio.backend);
+    check("gpio.edge_log", *edge_log != new.gpio.edge_log);
+    check("gpio.inject_ms", *inject_ms != new.gpio.inject_ms);
+
+    // Delays and pulse widths are reloadable; which lines are driven is not.
+    let OutputsConfig {
+        reject,
+        reject_delay: _,
+        reject_pulse: _,
+        pass,
+        pass_pulse: _,
+        ready,
+        fault,
+    } = outputs;
+    let o = &new.outputs;
+    output_changes(&mut check, "reject", Some(reject), Some(&o.reject));
+    output_changes(&mut check, "outputs.pass", pass.as_ref(), o.pass.as_ref());
+    output_changes(
+        &mut check,
+        "outputs.ready",
+        ready.as_ref(),
+        o.ready.as_ref(),
+    );
+    output_changes(
+        &mut check,
+        "outputs.fault",
+        fault.as_ref(),
+        o.fault.as_ref(),
+    );
+
+    let RecordsConfig {
+        dir,
+        max_bytes,
+        keep,
+    } = records;
+    check("records.dir", *dir != new.records.dir);
+    check("records.max_mib", *max_bytes != new.records.max_bytes);
+    check("records.keep", *keep != new.records.keep);
+
+    let ArchiveConfig {
+        dir,
+        rejects,
+        pass_every,
+        max_files,
+        max_bytes,
+    } = archive;
+    let a = &new.archive;
+    check("archive.dir", *dir != a.dir);
+    check("archive.rejects", *rejects != a.rejects);
+    check("archive.pass_every", *pass_every != a.pass_every);
+    check("archive.max_files", *max_files != a.max_files);
+    check("archive.max_mib", *max_bytes != a.max_bytes);
+
+    let LoggingConfig {
+        level,
+        counters_every: _,
+    } = logging; // counters: reloadable
+    check("logging.level", *level != new.logging.level);
+
+    let PipelineConfig {
+        queue_depth,
+        drain_timeout,
+        stall_timeout,
+        inject_infer_delay,
+    } = pipeline;
+    let p = &new.pipeline;
+    check("pipeline.queue_depth", *queue_depth != p.queue_depth);
+    check(
+        "pipeline.drain_timeout_ms",
+        *drain_timeout != p.drain_timeout,
+    );
+    check(
+        "pipeline.stall_timeout_ms",
+        *stall_timeout != p.stall_timeout,
+    );
+    check(
+        "pipeline.inject_infer_delay_ms",
+        *inject_infer_delay != p.inject_infer_delay,
+    );
+
+    changed
+}
+
+fn output_changes(
+    check: &mut impl FnMut(&str, bool),
+    table: &str,
+    old: Option<&OutputLine>,
+    new: Option<&OutputLine>,
+) {
+    match (old, new) {
+        (Some(a), Some(b)) => {
+            check(&format!("{table}.line"), a.line != b.line);
+            check(&format!("{table}.active_low"), a.active_low != b.active_low);
+        }
+        // An output added or removed: the line is what changed.
+        (a, b) => check(&format!("{table}.line"), a.is_some() != b.is_some()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{parse_with, LoadOptions};
+
+    fn station(extra: &str) -> StationConfig {
+        let text = format!("[model]\nbundle = \"b\"\n[reject]\nline = \"gpiochip0:20\"\n{extra}");
+        let options = LoadOptions { check_files: false };
+        parse_with(&text, Path::new("station.toml"), options).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn decision_and_timing_changes_reload_without_a_restart() {
+        let old = station("");
+        let new = station(
+            "delay_ms = 250\npulse_ms = 80\n[decision]\nthreshold = 0.3\nmin_area_px = 9\n\
+             [light]\nsettle_ms = 9\n[trigger]\nrate_hz = 4\n[logging]\ncounters_every_s = 5\n\
+             [outputs.pass]\nline = \"gpiochip0:21\"\npulse_ms = 10\n",
+        );
+        // Only adding the pass output's line needs a restart; its pulse would not.
+        assert_eq!(reloadable_changes(&old, &new), ["outputs.pass.line"]);
+        let with_pass = station("[outputs.pass]\nline = \"gpiochip0:21\"\n");
+        assert!(reloadable_changes(&with_pass, &new).is_empty());
+    }
+
+    #[test]
+    fn other_changes_are_named_by_their_keys() {
+        let old = station("");
+        let mut new = station(
+            "active_low = true\n[camera]\nwidth = 640\n[camera.replay]\nloop = true\n\
+             [trigger]\nmode = \"gpio\"\nline = \"gpiochip0:17\"\n[pipeline]\nqueue_depth = 8\n",
+        );
+        new.model.bundle = "other".into();
+        assert_eq!(
+            reloadable_changes(&old, &new),
+            [
+                "model.bundle",
+                "camera.width",
+                "camera.replay.loop",
+                "trigger.mode",
+                "trigger.line",
+                "reject.active_low",
+                "pipeline.queue_depth",
+            ]
+        );
+    }
+}
