@@ -149,7 +149,7 @@ pub struct GpioConfig {
     pub backend: GpioBackend,
     /// Simulated: every output edge is appended here with a monotonic timestamp.
     pub edge_log: Option<PathBuf>,
-    /// Simulated: trigger-input edges to inject, in ms after start-up.
+    /// Simulated: trigger-input edges to inject, in ms after the model is loaded.
     pub inject_ms: Vec<u64>,
 }
 

@@ -70,6 +70,7 @@ impl Actuator {
     pub fn run(self) {
         let Actuator { reject, pass, live, inbox, recorder, heartbeat, abort, gpio_errors } =
             self;
+        raise_priority();
         let mut reject = Output { line: reject, release_at: None };
         let mut pass = pass.map(|line| Output { line, release_at: None });
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
@@ -108,8 +109,7 @@ impl Actuator {
                     PulseRecord {
                         output: name.into(),
                         due_ms: super::part::ms(p.expect.triggered_at, p.expect.due),
-                        late_us: edge.saturating_duration_since(p.expect.due).as_secs_f64()
-                            * 1e6,
+                        late_us: edge.saturating_duration_since(p.expect.due).as_micros() as f64,
                         width_ms: width.as_secs_f64() * 1e3,
                     }
                 }));
@@ -185,5 +185,26 @@ fn finish(p: Pending, abandoned: Option<&str>) -> Finished {
         part: p.part,
         pulse: p.fired.flatten(),
         late: p.late,
+    }
+}
+
+/// Pulses must start on time while inference keeps every core busy: ask for a real-time
+/// (SCHED_FIFO) priority for this thread only. Needs CAP_SYS_NICE or an RLIMIT_RTPRIO
+/// (the systemd unit grants LimitRTPRIO); without it the thread keeps its normal
+/// priority and the records' `late_us` shows what that costs.
+fn raise_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: changes the scheduling policy of the calling thread only.
+        let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+        if rc == 0 {
+            log::debug!("actuator thread runs with real-time priority");
+        } else {
+            log::warn!(
+                "actuator thread keeps normal priority (SCHED_FIFO refused: {}); pulse timing may jitter under load",
+                std::io::Error::from_raw_os_error(rc)
+            );
+        }
     }
 }

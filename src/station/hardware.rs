@@ -76,7 +76,7 @@ impl Gpio {
         match &self.sim {
             Some(sim) => {
                 let (line, tx) = sim.input(&input.line);
-                sim.inject_pulses(tx, inject.iter().map(|&ms| Duration::from_millis(ms)).collect());
+                sim.inject_pulses(&input.line, tx, inject.iter().map(|&ms| Duration::from_millis(ms)).collect());
                 Ok(line)
             }
             None => cdev_input(&input.line, input.active_low, input.debounce),

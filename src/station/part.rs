@@ -140,6 +140,7 @@ impl Heartbeat {
 }
 
 /// Milliseconds between two instants, for latencies.
+/// Rounded to the microsecond: finer digits are clock noise in a record.
 pub fn ms(from: Instant, to: Instant) -> f64 {
-    to.saturating_duration_since(from).as_secs_f64() * 1e3
+    (to.saturating_duration_since(from).as_secs_f64() * 1e6).round() / 1e3
 }

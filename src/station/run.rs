@@ -50,6 +50,12 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
     let models_dir = cfg.model.models_dir.clone().unwrap_or_else(default_models_dir);
     let detector = Detector::load(&cfg.model.bundle, cfg.model.expert.as_deref(), &models_dir, &device)
         .with_context(|| format!("loading model {}", cfg.model.bundle.display()))?;
+    // The first inference allocates and initialises everything: do it before READY so
+    // the first part is not late because of it.
+    let size = detector.meta.input_size;
+    detector
+        .infer(&[image::RgbImage::new(size, size)])
+        .context("warm-up inference")?;
     let calibration = detector.meta.calibration.clone();
     let calibrated = match (cfg.decision.threshold, &calibration) {
         (Some(t), _) => t,

@@ -82,24 +82,35 @@ impl SimGpio {
         (Box::new(input), tx)
     }
 
-    /// Injects an asserted edge at each of `times` after the epoch, each followed 5 ms
-    /// later by its release, from a thread of its own (a part passing a sensor).
-    pub fn inject_pulses(&self, tx: Sender<InputEvent>, times: Vec<Duration>) {
-        let epoch = self.epoch;
+    /// Injects an asserted edge at each of `times` after now, each followed 5 ms later
+    /// by its release, from a thread of its own (a part passing a sensor). Input edges
+    /// go into the edge log too (role "trigger"), so the log alone shows trigger-to-pulse
+    /// timing.
+    pub fn inject_pulses(&self, line: &LineSpec, tx: Sender<InputEvent>, times: Vec<Duration>) {
+        let gpio = self.clone();
+        let line = line.to_string();
+        let start = Instant::now();
         std::thread::Builder::new()
             .name("sim-sensor".into())
             .spawn(move || {
                 for t in times {
-                    let at = epoch + t;
-                    sleep_until(at);
-                    let on = InputEvent { edge: InputEdge::Asserted, at: Instant::now() };
-                    if tx.send(on).is_err() {
-                        return;
-                    }
-                    sleep_until(at + Duration::from_millis(5));
-                    let off = InputEvent { edge: InputEdge::Released, at: Instant::now() };
-                    if tx.send(off).is_err() {
-                        return;
+                    for (edge, at) in [
+                        (InputEdge::Asserted, start + t),
+                        (InputEdge::Released, start + t + Duration::from_millis(5)),
+                    ] {
+                        sleep_until(at);
+                        let now = Instant::now();
+                        let asserted = edge == InputEdge::Asserted;
+                        let _ = gpio.append(&EdgeRecord {
+                            t_us: now.duration_since(gpio.epoch).as_micros() as u64,
+                            role: "trigger".into(),
+                            line: line.clone(),
+                            asserted,
+                            level: u8::from(asserted),
+                        });
+                        if tx.send(InputEvent { edge, at: now }).is_err() {
+                            return;
+                        }
                     }
                 }
             })
@@ -216,7 +227,7 @@ mod tests {
         let gpio = SimGpio::new(Instant::now(), None).unwrap();
         let line: LineSpec = "sensor".parse().unwrap();
         let (mut input, tx) = gpio.input(&line);
-        gpio.inject_pulses(tx, vec![Duration::from_millis(10)]);
+        gpio.inject_pulses(&line, tx, vec![Duration::from_millis(10)]);
         let first = input.wait_edge(Duration::from_secs(2)).unwrap().unwrap();
         let second = input.wait_edge(Duration::from_secs(2)).unwrap().unwrap();
         assert_eq!(first.edge, InputEdge::Asserted);

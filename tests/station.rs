@@ -1,0 +1,428 @@
+//! The station daemon end to end: the real binary, a real trained model, the replay
+//! camera over real image files and the simulated GPIO, whose edge log is the evidence
+//! for pulse timing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cdo-inspect");
+
+/// Pulse start tolerance: the edge must come within this of trigger + delay. Generous
+/// for a shared CI machine; the measured figures are in the records (`late_us`).
+const TOLERANCE_US: i64 = 30_000;
+
+/// A model trained once for all tests here, on good tiles cut from a real photograph,
+/// with test tiles (good and with painted defects) to replay.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    bundle: PathBuf,
+    good: Vec<PathBuf>,
+    defects: Vec<PathBuf>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let texture = common::photo_path("brick.png");
+        let out = Command::new(BIN)
+            .args(["sample-data", "--texture"])
+            .arg(&texture)
+            .arg("--out")
+            .arg(&data)
+            .args(["--tile", "128", "--train-good", "40", "--test-good", "4", "--test-defect", "2", "--seed", "11"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let bundle = dir.path().join("model");
+        let cfg = dir.path().join("train.toml");
+        std::fs::write(
+            &cfg,
+            "[train]\nimage_size = 128\nlearning_rate = 3e-3\nepochs = 30\nholdout_fraction = 0.2\nseed = 5\n",
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .arg("train")
+            .arg("--data")
+            .arg(data.join("train/good"))
+            .arg("--out")
+            .arg(&bundle)
+            .arg("--config")
+            .arg(&cfg)
+            .env("CDO_MODELS_DIR", common::root().join("models"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let list = |kind: &str| cdo_inspect::imageio::list_images(&data.join("test").join(kind)).unwrap();
+        let mut defects = list("scratch");
+        defects.extend(list("spot"));
+        defects.extend(list("contamination"));
+        Fixture { bundle, good: list("good"), defects, _dir: dir }
+    })
+}
+
+/// A station folder: `line/` holds the given images as `NNNN_<kind>.png`.
+fn line_folder(root: &Path, parts: &[(&Path, &str)]) -> PathBuf {
+    let line = root.join("line");
+    std::fs::create_dir_all(&line).unwrap();
+    for (i, (src, kind)) in parts.iter().enumerate() {
+        std::fs::copy(src, line.join(format!("{:04}_{kind}.png", i + 1))).unwrap();
+    }
+    line
+}
+
+/// Writes `station.toml` in `root`: the fixture's model, the replay camera, simulated
+/// GPIO with `gpio_extra` keys, and the `extra` sections.
+fn station_file(root: &Path, gpio_extra: &str, extra: &str) -> PathBuf {
+    let f = fixture();
+    let text = format!(
+        r#"[station]
+name = "test"
+[model]
+bundle = "{bundle}"
+models_dir = "{models}"
+[camera]
+source = "replay"
+timeout_ms = 200
+reconnect_initial_ms = 100
+reconnect_max_ms = 200
+[gpio]
+backend = "simulated"
+edge_log = "edges.jsonl"
+{gpio_extra}
+[outputs.ready]
+line = "gpiochip0:23"
+{extra}
+"#,
+        bundle = f.bundle.display(),
+        models = common::root().join("models").display(),
+    );
+    let path = root.join("station.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(config: &Path) -> Child {
+    let dir = config.parent().unwrap();
+    Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn stderr_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+}
+
+fn records(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("records/parts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every record line is whole JSON"))
+        .collect()
+}
+
+fn edges(dir: &Path) -> Vec<cdo_inspect::station::sim_gpio::EdgeRecord> {
+    cdo_inspect::station::sim_gpio::read_edge_log(&dir.join("edges.jsonl")).unwrap()
+}
+
+fn wait_for(what: &str, dir: &Path, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < timeout, "timed out waiting for {what}; log:\n{}", stderr_of(dir));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for the process to exit by itself; its exit code.
+fn wait_exit(child: &mut Child, dir: &Path, timeout: Duration) -> i32 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if t0.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("station did not exit; log:\n{}", stderr_of(dir));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+fn verdicts_by_kind(recs: &[Value]) -> Vec<(String, String)> {
+    recs.iter()
+        .map(|r| {
+            let origin = r["origin"].as_str().unwrap_or("-");
+            let kind = origin.split_once('_').map_or("-", |(_, k)| k.trim_end_matches(".png"));
+            (kind.to_string(), r["verdict"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_trigger_is_one_record_and_defects_are_rejected_on_time() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let parts: Vec<(&Path, &str)> = vec![
+        (&f.good[0], "good"),
+        (&f.defects[0], "defect"),
+        (&f.good[1], "good"),
+        (&f.defects[2], "defect"),
+        (&f.good[2], "good"),
+        (&f.defects[4], "defect"),
+    ];
+    line_folder(tmp.path(), &parts);
+    let delay_ms = 1500;
+    let config = station_file(
+        tmp.path(),
+        "inject_ms = [500, 1100, 1700, 2300, 2900, 3500]",
+        &format!(
+            "[camera.replay]\nfolder = \"line\"\n[trigger]\nmode = \"gpio\"\nline = \"sensor\"\n\
+             [reject]\nline = \"gpiochip0:22\"\ndelay_ms = {delay_ms}\npulse_ms = 100\n"
+        ),
+    );
+
+    let mut child = start(&config);
+    // Stop while the last part is still in flight: it must be drained, not lost.
+    wait_for("five records", tmp.path(), Duration::from_secs(120), || records(tmp.path()).len() >= 5);
+    signal(&child, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut child, tmp.path(), Duration::from_secs(20)), 0, "{}", stderr_of(tmp.path()));
+
+    let recs = records(tmp.path());
+    let ids: Vec<u64> = recs.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5, 6], "{}", stderr_of(tmp.path()));
+    for (r, (kind, verdict)) in recs.iter().zip(verdicts_by_kind(&recs)) {
+        assert_eq!(r["fail_safe"], false, "{r}");
+        let expected = if kind == "good" { "pass" } else { "reject" };
+        assert_eq!(verdict, expected, "{r}");
+    }
+    // Each reject pulse starts at its trigger edge + delay, within the tolerance.
+    let log = edges(tmp.path());
+    let triggers: Vec<i64> =
+        log.iter().filter(|e| e.role == "trigger" && e.asserted).map(|e| e.t_us as i64).collect();
+    let pulses: Vec<i64> =
+        log.iter().filter(|e| e.role == "reject" && e.asserted).map(|e| e.t_us as i64).collect();
+    assert_eq!(triggers.len(), 6);
+    let rejected: Vec<usize> = (0..6).filter(|i| i % 2 == 1).collect();
+    assert_eq!(pulses.len(), rejected.len(), "{log:?}");
+    for (&i, &pulse) in rejected.iter().zip(&pulses) {
+        let late = pulse - (triggers[i] + delay_ms * 1000);
+        assert!((0..TOLERANCE_US).contains(&late), "part {}: pulse {late} µs after due", i + 1);
+    }
+    // Ready went high at start and low at shutdown.
+    let ready: Vec<bool> = log.iter().filter(|e| e.role == "ready").map(|e| e.asserted).collect();
+    assert_eq!(ready, vec![true, false]);
+}
+
+/// Runs a replay-triggered station over `parts` until the replay ends; its records.
+fn run_replay(root: &Path, parts: &[(&Path, &str)], extra: &str) -> Vec<Value> {
+    line_folder(root, parts);
+    let config = station_file(root, "", extra);
+    let mut child = start(&config);
+    let code = wait_exit(&mut child, root, Duration::from_secs(180));
+    assert_eq!(code, 0, "{}", stderr_of(root));
+    records(root)
+}
+
+#[test]
+fn a_corrupt_frame_and_a_stalled_camera_fail_safe_and_the_station_goes_on() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let corrupt = tmp.path().join("corrupt.png");
+    let bytes = std::fs::read(&f.good[0]).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 3]).unwrap();
+    let parts: Vec<(&Path, &str)> = vec![
+        (&f.good[0], "good"),
+        (&corrupt, "corrupt"),
+        (&f.good[1], "good"),
+        (&f.good[2], "good"),
+        (&f.good[3], "good"),
+        (&f.good[0], "good"),
+    ];
+    // The camera stops delivering after 3 frames for 1 s; triggers keep coming at 5 Hz.
+    let recs = run_replay(
+        tmp.path(),
+        &parts,
+        "[camera.replay]\nfolder = \"line\"\nstall_after = 3\nstall_ms = 1000\n\
+         [trigger]\nmode = \"replay\"\nrate_hz = 5\n\
+         [reject]\nline = \"gpiochip0:22\"\ndelay_ms = 3000\npulse_ms = 50\n",
+    );
+    // One record per trigger: the replay's six.
+    assert_eq!(recs.len(), 6, "{}", stderr_of(tmp.path()));
+    let reasons: Vec<&str> = recs.iter().map(|r| r["reason"].as_str().unwrap_or("")).collect();
+    assert!(reasons[1].contains("corrupt frame 0002_corrupt.png"), "{reasons:?}");
+    let camera_faults = reasons.iter().filter(|r| r.contains("camera")).count();
+    assert!(camera_faults >= 1, "{reasons:?}");
+    for r in &recs {
+        if r["reason"].is_string() {
+            assert_eq!((r["verdict"].as_str(), r["fail_safe"].as_bool()), (Some("reject"), Some(true)));
+        }
+    }
+    // After the stall the camera came back and parts were inspected again.
+    assert!(stderr_of(tmp.path()).contains("camera back"), "{}", stderr_of(tmp.path()));
+    assert!(recs.last().unwrap()["score"].is_number(), "{}", recs.last().unwrap());
+}
+
+#[test]
+fn a_verdict_later_than_its_pulse_is_a_reject_at_the_deadline() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let parts: Vec<(&Path, &str)> = vec![(&f.good[0], "good"), (&f.good[1], "good")];
+    let recs = run_replay(
+        tmp.path(),
+        &parts,
+        "[camera.replay]\nfolder = \"line\"\n[trigger]\nmode = \"replay\"\nrate_hz = 1\n\
+         [reject]\nline = \"gpiochip0:22\"\ndelay_ms = 300\npulse_ms = 50\n\
+         [pipeline]\ninject_infer_delay_ms = 800\n",
+    );
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        assert_eq!(r["verdict"], "reject", "{r}");
+        assert_eq!(r["fail_safe"], true, "{r}");
+        assert!(r["reason"].as_str().unwrap().contains("not ready"), "{r}");
+        // The model's own verdict came later and is kept.
+        assert_eq!(r["late_verdict"], "pass", "{r}");
+    }
+    let log = edges(tmp.path());
+    assert_eq!(log.iter().filter(|e| e.role == "reject" && e.asserted).count(), 2);
+}
+
+#[test]
+fn a_full_archive_disk_is_recorded_and_loses_no_part() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    // A 64 KiB filesystem fills after a frame or two (needs root to mount); elsewhere an
+    // archive folder that cannot be created stands in for it.
+    let archive = tmp.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&archive)
+        .status()
+        .is_ok_and(|s| s.success());
+    let archive_dir = if mounted {
+        archive.clone()
+    } else {
+        eprintln!("tmpfs mount refused: using an uncreatable archive folder instead");
+        std::fs::write(tmp.path().join("not-a-dir"), b"").unwrap();
+        tmp.path().join("not-a-dir/archive")
+    };
+    let parts: Vec<(&Path, &str)> = (0..4).map(|i| (f.good[i].as_path(), "good")).collect();
+    let result = std::panic::catch_unwind(|| {
+        run_replay(
+            tmp.path(),
+            &parts,
+            &format!(
+                "[camera.replay]\nfolder = \"line\"\n[trigger]\nmode = \"replay\"\nrate_hz = 4\n\
+                 [reject]\nline = \"gpiochip0:22\"\ndelay_ms = 3000\npulse_ms = 50\n\
+                 [archive]\ndir = \"{}\"\npass_every = 1\n",
+                archive_dir.display()
+            ),
+        )
+    });
+    if mounted {
+        let _ = Command::new("umount").arg(&archive).status();
+    }
+    let recs = result.unwrap();
+    assert_eq!(recs.len(), 4);
+    let failed = recs
+        .iter()
+        .filter(|r| r["reason"].as_str().is_some_and(|s| s.contains("archive failed")))
+        .count();
+    assert!(failed >= 1, "{recs:?}");
+    // An archive failure does not change the verdict.
+    assert!(recs.iter().all(|r| r["score"].is_number()));
+}
+
+#[test]
+fn sighup_applies_a_good_file_and_keeps_the_running_settings_on_a_bad_one() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    line_folder(tmp.path(), &[(&f.good[0], "good"), (&f.good[1], "good")]);
+    let sections = |threshold: &str| {
+        format!(
+            "[camera.replay]\nfolder = \"line\"\nloop = true\n[trigger]\nmode = \"replay\"\nrate_hz = 4\n\
+             [reject]\nline = \"gpiochip0:22\"\ndelay_ms = 3000\npulse_ms = 50\n[decision]\n{threshold}\n"
+        )
+    };
+    let config = station_file(tmp.path(), "", &sections(""));
+    let mut child = start(&config);
+    let dir = tmp.path();
+    wait_for("a first record", dir, Duration::from_secs(120), || !records(dir).is_empty());
+    let calibrated = records(dir)[0]["threshold"].as_f64().unwrap();
+
+    // A bad file: refused, errors logged, the station keeps running on the old settings.
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("pulse_ms = 50", "pulse_ms = 0"))
+        .unwrap();
+    signal(&child, libc::SIGHUP);
+    wait_for("the refusal", dir, Duration::from_secs(10), || stderr_of(dir).contains("reload refused"));
+    assert!(stderr_of(dir).contains("reject.pulse_ms"), "{}", stderr_of(dir));
+    let seen = records(dir).len();
+    wait_for("more records", dir, Duration::from_secs(60), || records(dir).len() >= seen + 2);
+    assert!(records(dir).iter().all(|r| r["threshold"].as_f64() == Some(calibrated)));
+
+    // A good file with a new threshold: applied from the next part on.
+    station_file(tmp.path(), "", &sections("threshold = 1e6"));
+    signal(&child, libc::SIGHUP);
+    wait_for("the reload", dir, Duration::from_secs(10), || stderr_of(dir).contains("reloaded"));
+    wait_for("a part at the new threshold", dir, Duration::from_secs(60), || {
+        records(dir).iter().any(|r| r["threshold"].as_f64() == Some(1e6))
+    });
+    signal(&child, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(20)), 0);
+    // No part lost across the reloads: ids run without gaps.
+    let ids: Vec<u64> = records(dir).iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_demo_runs_a_whole_station_and_summarises_it() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = tmp.path().join("demo");
+    // The fixture's model stands in for the one the demo would train (minutes).
+    copy_dir(&f.bundle, &demo.join("model"));
+    let out = Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(&demo)
+        .arg("--texture")
+        .arg(common::photo_path("brick.png"))
+        .arg("--models-dir")
+        .arg(common::root().join("models"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line_parts = std::fs::read_dir(demo.join("line")).unwrap().count();
+    let recs = records(&demo);
+    assert_eq!(recs.len(), line_parts);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("part ")).count(), line_parts, "{stdout}");
+    assert!(stdout.contains("corrupt-frame"), "{stdout}");
+    assert!(stdout.contains("pulse start after its due time"), "{stdout}");
+    assert!(demo.join("gpio-edges.jsonl").is_file());
+    assert!(std::fs::read_dir(demo.join("archive")).unwrap().count() > 0);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
