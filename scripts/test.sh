@@ -4,6 +4,7 @@
 # SHA-256 checks), then runs every test optimised (candle is very slow unoptimised).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/build-deps.sh
 models/fetch.sh
 scripts/fetch-sample-images.sh
 # Two workers: the suite is sized for CI's 2 cores; heavy tests use candle's own threads.

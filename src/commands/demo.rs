@@ -21,8 +21,9 @@ pub struct DemoArgs {
     /// Folder for everything the demo makes (data, model, line, records, archive).
     #[arg(long, default_value = "demo-station")]
     pub dir: PathBuf,
-    /// The surface photograph the parts are cut from.
-    #[arg(long, default_value = "testdata/images/gravel.png")]
+    /// The surface photograph the parts are cut from (brick: a regular, ribbed surface,
+    /// closer to a moulded part than the gravel photograph).
+    #[arg(long, default_value = "testdata/images/brick.png")]
     pub texture: PathBuf,
     /// Default: $CDO_MODELS_DIR or ./models.
     #[arg(long)]
