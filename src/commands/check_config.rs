@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::bundle::Bundle;
+use crate::commands::DeviceChoice;
 use crate::config::{self, CameraSource, LightMode, LoadOptions, StationConfig, TriggerMode};
 
 #[derive(Debug, clap::Args)]
@@ -51,12 +52,16 @@ fn summary(s: &StationConfig, bundle_checked: bool) -> String {
             Some(c) => format!("threshold {} (bundle calibration)", c.threshold),
             None => "no threshold: the bundle is uncalibrated".into(),
         },
-        (None, None) => "threshold from the bundle (not read: --skip-files)".into(),
+        (None, None) => "threshold: the bundle's, not read with --skip-files".into(),
     };
     let backbone = bundle
         .as_ref()
         .map(|b| format!("{}, ", b.meta.backbone))
         .unwrap_or_default();
+    let device = match s.model.device {
+        DeviceChoice::Cpu => "cpu",
+        DeviceChoice::Cuda => "cuda",
+    };
     let c = &s.camera;
     let camera = match c.source {
         CameraSource::V4l2 => format!(
@@ -110,9 +115,8 @@ fn summary(s: &StationConfig, bundle_checked: bool) -> String {
     [
         format!("  station  {}", s.station.name),
         format!(
-            "  model    {} ({backbone}{threshold}) on {:?}",
-            s.model.bundle.display(),
-            s.model.device
+            "  model    {} ({backbone}{threshold}) on {device}",
+            s.model.bundle.display()
         ),
         format!("  camera   {camera}"),
         format!("  light    {light}"),
