@@ -1323,6 +1323,17 @@ mod tests {
                 ],
             ),
             (
+                "dotted keys carry their lines too",
+                "model.bundle = \"b\"\nreject.line = \"gpiochip0:20\"\nreject.pulse_ms = 0\n"
+                    .to_string(),
+                &[(Some(3), "reject.pulse_ms", "must be > 0 ms (got 0)")],
+            ),
+            (
+                "an unknown key in a sub-table",
+                format!("{BASE}[camera.replay]\nlop = true\n"),
+                &[(Some(6), "camera.replay.lop", "did you mean `loop`?")],
+            ),
+            (
                 "a syntax error is one error with its line",
                 format!("{BASE}[camera\nwidth = 0\n"),
                 &[(Some(5), "", "TOML syntax error")],
@@ -1610,6 +1621,56 @@ level = "warn,cdo_inspect=debug"
         defaults.records.dir = "/var/lib/cdo-inspect/records".into();
         defaults.archive.dir = "/var/lib/cdo-inspect/archive".into();
         assert_eq!(example, defaults);
+    }
+
+    /// Whatever a technician types, the answer is a result, never a panic, and every
+    /// error points somewhere: every prefix of the example, and odd values in every key.
+    #[test]
+    fn no_input_panics_and_every_error_has_a_place() {
+        let text = include_str!("../../config/station.example.toml");
+        let path = Path::new("station.toml");
+        let mut inputs: Vec<String> = (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .map(|i| text[..i].to_string())
+            .collect();
+        let odd = [
+            "-1",
+            "0",
+            "nan",
+            "-inf",
+            "\"\"",
+            "[]",
+            "{}",
+            "true",
+            "9223372036854775807",
+        ];
+        for (n, line) in text.lines().enumerate() {
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            for value in odd {
+                let mut lines: Vec<&str> = text.lines().collect();
+                let replaced = format!("{key} = {value}");
+                lines[n] = &replaced;
+                inputs.push(lines.join("\n"));
+            }
+        }
+        let mut failed = 0;
+        for input in &inputs {
+            if let Err(e) = parse_with(input, path, NO_FILES) {
+                failed += 1;
+                for e in &e.errors {
+                    assert_eq!(e.file, path);
+                    assert!(e.line.is_some() || !e.key.is_empty(), "{e} in:\n{input}");
+                }
+            }
+        }
+        // Both outcomes were exercised.
+        assert!(
+            failed > 0 && failed < inputs.len(),
+            "{failed} of {}",
+            inputs.len()
+        );
     }
 
     #[test]
