@@ -183,6 +183,26 @@ const PIPELINE_KEYS: &[&str] = &[
     "inject_infer_delay_ms",
 ];
 
+/// Every table and its keys, to say where a key put in the wrong table belongs.
+const TABLES: &[(&str, &[&str])] = &[
+    ("station", STATION_KEYS),
+    ("model", MODEL_KEYS),
+    ("camera", CAMERA_KEYS),
+    ("camera.replay", REPLAY_KEYS),
+    ("light", LIGHT_KEYS),
+    ("trigger", TRIGGER_KEYS),
+    ("decision", DECISION_KEYS),
+    ("gpio", GPIO_KEYS),
+    ("reject", REJECT_KEYS),
+    ("outputs.pass", PASS_KEYS),
+    ("outputs.ready", SIGNAL_KEYS),
+    ("outputs.fault", SIGNAL_KEYS),
+    ("records", RECORDS_KEYS),
+    ("archive", ARCHIVE_KEYS),
+    ("logging", LOGGING_KEYS),
+    ("pipeline", PIPELINE_KEYS),
+];
+
 const MIB: u64 = 1024 * 1024;
 
 /// What an integer or number means, for "expected ..." and range messages.
@@ -388,8 +408,16 @@ impl<'a> Reader<'a> {
                 .and_then(|k| k.span())
                 .and_then(|s| self.line_at(s.start))
                 .or_else(|| self.line_of(sec, key));
+            let homes: Vec<String> = TABLES
+                .iter()
+                .filter(|(name, keys)| *name != sec.name && keys.contains(&key))
+                .map(|(name, _)| format!("[{name}]"))
+                .collect();
             let message = match did_you_mean(key, known) {
                 Some(s) => format!("unknown {what}; did you mean `{s}`?"),
+                None if !homes.is_empty() => {
+                    format!("unknown {what}; it belongs in {}", homes.join(" or "))
+                }
                 None => format!("unknown {what} (known: {})", known.join(", ")),
             };
             self.push(sec.path(key), line, message);
@@ -1128,6 +1156,24 @@ mod tests {
                     Some(5),
                     "reject.colour",
                     "(known: line, active_low, delay_ms, pulse_ms)",
+                )],
+            ),
+            (
+                "a key in the wrong table",
+                format!("{BASE}[trigger]\npulse_ms = 5\n"),
+                &[(
+                    Some(6),
+                    "trigger.pulse_ms",
+                    "unknown key; it belongs in [reject] or [outputs.pass]",
+                )],
+            ),
+            (
+                "a key outside any table",
+                format!("queue_depth = 2\n{BASE}"),
+                &[(
+                    Some(1),
+                    "queue_depth",
+                    "unknown section; it belongs in [pipeline]",
                 )],
             ),
             (
