@@ -394,15 +394,16 @@ impl<'a> Reader<'a> {
 
     fn unknown_keys(&mut self, sec: &Section, known: &[&str]) {
         let Some(table) = sec.table else { return };
-        let what = if sec.name.is_empty() {
-            "section"
-        } else {
-            "key"
-        };
-        for (key, _) in table.iter() {
+        for (key, item) in table.iter() {
             if known.contains(&key) {
                 continue;
             }
+            // At the top level a table is a section; a plain value is a stray key.
+            let what = if sec.name.is_empty() && item.is_table_like() {
+                "section"
+            } else {
+                "key"
+            };
             let line = table
                 .key(key)
                 .and_then(|k| k.span())
@@ -1173,7 +1174,7 @@ mod tests {
                 &[(
                     Some(1),
                     "queue_depth",
-                    "unknown section; it belongs in [pipeline]",
+                    "unknown key; it belongs in [pipeline]",
                 )],
             ),
             (
