@@ -29,6 +29,8 @@ enum Verb {
     Eval(commands::eval::EvalArgs),
     /// Cut a sample inspection dataset (good and defective tiles) from a texture photograph.
     SampleData(commands::sample_data::SampleDataArgs),
+    /// Validate a station file and explain every error.
+    CheckConfig(commands::check_config::CheckConfigArgs),
 }
 
 fn main() {
@@ -55,6 +57,7 @@ fn main() {
         Verb::Infer(args) => commands::infer::run(args),
         Verb::SampleData(args) => commands::sample_data::run(args),
         Verb::Eval(args) => commands::eval::run(args),
+        Verb::CheckConfig(args) => commands::check_config::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,6 +1,7 @@
 //! The verbs of the `cdo-inspect` binary. Each takes its parsed arguments and returns an
 //! exit code; `main.rs` only parses and dispatches.
 
+pub mod check_config;
 pub mod demo;
 pub mod eval;
 pub mod infer;

@@ -183,6 +183,26 @@ const PIPELINE_KEYS: &[&str] = &[
     "inject_infer_delay_ms",
 ];
 
+/// Every table and its keys, to say where a key put in the wrong table belongs.
+const TABLES: &[(&str, &[&str])] = &[
+    ("station", STATION_KEYS),
+    ("model", MODEL_KEYS),
+    ("camera", CAMERA_KEYS),
+    ("camera.replay", REPLAY_KEYS),
+    ("light", LIGHT_KEYS),
+    ("trigger", TRIGGER_KEYS),
+    ("decision", DECISION_KEYS),
+    ("gpio", GPIO_KEYS),
+    ("reject", REJECT_KEYS),
+    ("outputs.pass", PASS_KEYS),
+    ("outputs.ready", SIGNAL_KEYS),
+    ("outputs.fault", SIGNAL_KEYS),
+    ("records", RECORDS_KEYS),
+    ("archive", ARCHIVE_KEYS),
+    ("logging", LOGGING_KEYS),
+    ("pipeline", PIPELINE_KEYS),
+];
+
 const MIB: u64 = 1024 * 1024;
 
 /// What an integer or number means, for "expected ..." and range messages.
@@ -374,22 +394,31 @@ impl<'a> Reader<'a> {
 
     fn unknown_keys(&mut self, sec: &Section, known: &[&str]) {
         let Some(table) = sec.table else { return };
-        let what = if sec.name.is_empty() {
-            "section"
-        } else {
-            "key"
-        };
-        for (key, _) in table.iter() {
+        for (key, item) in table.iter() {
             if known.contains(&key) {
                 continue;
             }
+            // At the top level a table is a section; a plain value is a stray key.
+            let what = if sec.name.is_empty() && item.is_table_like() {
+                "section"
+            } else {
+                "key"
+            };
             let line = table
                 .key(key)
                 .and_then(|k| k.span())
                 .and_then(|s| self.line_at(s.start))
                 .or_else(|| self.line_of(sec, key));
+            let homes: Vec<String> = TABLES
+                .iter()
+                .filter(|(name, keys)| *name != sec.name && keys.contains(&key))
+                .map(|(name, _)| format!("[{name}]"))
+                .collect();
             let message = match did_you_mean(key, known) {
                 Some(s) => format!("unknown {what}; did you mean `{s}`?"),
+                None if !homes.is_empty() => {
+                    format!("unknown {what}; it belongs in {}", homes.join(" or "))
+                }
                 None => format!("unknown {what} (known: {})", known.join(", ")),
             };
             self.push(sec.path(key), line, message);
@@ -1131,6 +1160,24 @@ mod tests {
                 )],
             ),
             (
+                "a key in the wrong table",
+                format!("{BASE}[trigger]\npulse_ms = 5\n"),
+                &[(
+                    Some(6),
+                    "trigger.pulse_ms",
+                    "unknown key; it belongs in [reject] or [outputs.pass]",
+                )],
+            ),
+            (
+                "a key outside any table",
+                format!("queue_depth = 2\n{BASE}"),
+                &[(
+                    Some(1),
+                    "queue_depth",
+                    "unknown key; it belongs in [pipeline]",
+                )],
+            ),
+            (
                 "unknown section",
                 format!("{BASE}[pipelin]\nqueue_depth = 2\n"),
                 &[(
@@ -1321,6 +1368,17 @@ mod tests {
                     (None, "model.bundle", "required"),
                     (None, "reject.line", "required"),
                 ],
+            ),
+            (
+                "dotted keys carry their lines too",
+                "model.bundle = \"b\"\nreject.line = \"gpiochip0:20\"\nreject.pulse_ms = 0\n"
+                    .to_string(),
+                &[(Some(3), "reject.pulse_ms", "must be > 0 ms (got 0)")],
+            ),
+            (
+                "an unknown key in a sub-table",
+                format!("{BASE}[camera.replay]\nlop = true\n"),
+                &[(Some(6), "camera.replay.lop", "did you mean `loop`?")],
             ),
             (
                 "a syntax error is one error with its line",
@@ -1610,6 +1668,56 @@ level = "warn,cdo_inspect=debug"
         defaults.records.dir = "/var/lib/cdo-inspect/records".into();
         defaults.archive.dir = "/var/lib/cdo-inspect/archive".into();
         assert_eq!(example, defaults);
+    }
+
+    /// Whatever a technician types, the answer is a result, never a panic, and every
+    /// error points somewhere: every prefix of the example, and odd values in every key.
+    #[test]
+    fn no_input_panics_and_every_error_has_a_place() {
+        let text = include_str!("../../config/station.example.toml");
+        let path = Path::new("station.toml");
+        let mut inputs: Vec<String> = (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .map(|i| text[..i].to_string())
+            .collect();
+        let odd = [
+            "-1",
+            "0",
+            "nan",
+            "-inf",
+            "\"\"",
+            "[]",
+            "{}",
+            "true",
+            "9223372036854775807",
+        ];
+        for (n, line) in text.lines().enumerate() {
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            for value in odd {
+                let mut lines: Vec<&str> = text.lines().collect();
+                let replaced = format!("{key} = {value}");
+                lines[n] = &replaced;
+                inputs.push(lines.join("\n"));
+            }
+        }
+        let mut failed = 0;
+        for input in &inputs {
+            if let Err(e) = parse_with(input, path, NO_FILES) {
+                failed += 1;
+                for e in &e.errors {
+                    assert_eq!(e.file, path);
+                    assert!(e.line.is_some() || !e.key.is_empty(), "{e} in:\n{input}");
+                }
+            }
+        }
+        // Both outcomes were exercised.
+        assert!(
+            failed > 0 && failed < inputs.len(),
+            "{failed} of {}",
+            inputs.len()
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::hw::{DigitalIn, DigitalOut, FrameSource, LineSpec};
 use super::replay::ReplaySource;
@@ -46,7 +46,7 @@ fn open_v4l2(cfg: &StationConfig) -> Result<Box<dyn FrameSource>> {
 
 #[cfg(not(feature = "camera"))]
 fn open_v4l2(_cfg: &StationConfig) -> Result<Box<dyn FrameSource>> {
-    bail!("camera.source = \"v4l2\", but this binary was built without the `camera` feature")
+    anyhow::bail!("camera.source = \"v4l2\", but this binary was built without the `camera` feature")
 }
 
 /// The station's GPIO, one backend for all lines.
