@@ -45,8 +45,9 @@ qemu-aarch64 -L "$arm" "$arm/usr/bin/cdo-inspect" --version || fail "--version i
 host="$work/host-root"
 rm -rf "$host"
 echo "== debootstrap of a Debian 12 $(dpkg --print-architecture) root"
-# With systemd, as on a station: the unit is enabled at install and verified in place.
-debootstrap --variant=minbase --include=systemd --cache-dir="$cache/host" bookworm "$host" "$mirror" \
+# With systemd (and procps, whose kill the unit reloads with), as on a station: the unit
+# is enabled at install and verified in place.
+debootstrap --variant=minbase --include=systemd,procps --cache-dir="$cache/host" bookworm "$host" "$mirror" \
     >"$work/debootstrap-host.log" 2>&1 || fail "debootstrap (see $work/debootstrap-host.log)"
 in_root() { chroot "$host" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 cp "$deb" "$host/tmp/pkg.deb"
@@ -57,8 +58,10 @@ dpkg-deb --build --root-owner-group "$work/repack" "$host/tmp/pkg-upgrade.deb" >
 rm -rf "$work/repack"
 
 echo "== install"
-# Only the binary is arm64; the scripts and layout are what this step tests.
-in_root dpkg --force-architecture -i /tmp/pkg.deb
+# Only the binary is arm64, and with it the dependency on libc6:arm64 (step 1 runs it);
+# the scripts and layout are what this step tests.
+force="--force-architecture --force-depends"
+in_root dpkg $force -i /tmp/pkg.deb
 in_root id cdo-inspect
 in_root id -nG cdo-inspect | grep -qw video || fail "cdo-inspect is not in group video"
 in_root id -nG cdo-inspect | grep -qw gpio || fail "cdo-inspect is not in group gpio"
@@ -80,7 +83,7 @@ echo "== upgrade keeps the station file and trained models"
 echo "# edited by the technician" >>"$host/etc/cdo-inspect/station.toml"
 mkdir -p "$host/var/lib/cdo-inspect/models/bundle-1"
 echo trained >"$host/var/lib/cdo-inspect/models/bundle-1/model.toml"
-in_root dpkg --force-architecture -i /tmp/pkg-upgrade.deb
+in_root dpkg $force -i /tmp/pkg-upgrade.deb
 grep -q 'edited by the technician' "$host/etc/cdo-inspect/station.toml" || fail "station file replaced"
 [ -f "$host/var/lib/cdo-inspect/models/bundle-1/model.toml" ] || fail "trained model lost"
 in_root dpkg-query -W cdo-inspect cdo-inspect-jetson 2>/dev/null || true
