@@ -5,12 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cdo_inspect::imageio::{load_rgb, read_f32_tiff};
 
 fn cdo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cdo-inspect"))
+    common::cdo_command()
         .args(args)
         .env("CDO_MODELS_DIR", common::lite0_weights().parent().unwrap())
         .env("RUST_LOG", "info")

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use cdo_inspect::eval::dataset::{build_benchmark_dataset, load_category};
 use cdo_inspect::imageio::{load_rgb, read_f32_tiff};
 use cdo_inspect::sample_data::SampleSpec;
@@ -40,7 +38,7 @@ fn eval_train_scores_real_textures_above_chance() {
         tmp.path().join("r.json"),
         tmp.path().join("r.csv"),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_cdo-inspect"))
+    let out = common::cdo_command()
         .args(["eval", "--train", "--epochs", "25", "--data"])
         .arg(&root)
         .arg("--config")

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use cdo_inspect::sample_data::{build_surface_dataset, SampleSpec};
 
 #[test]
@@ -57,7 +55,7 @@ fn scoring_100_native_1024px_images_stays_within_2_gib() {
     // A model trained briefly on the small tiles; what is measured is the scoring.
     let bundle = tmp.path().join("bundle");
     let models = common::lite0_weights().parent().unwrap().to_path_buf();
-    let train = Command::new(env!("CARGO_BIN_EXE_cdo-inspect"))
+    let train = common::cdo_command()
         .args(["train", "--epochs", "1", "--data"])
         .arg(small.join("train/good"))
         .arg("--out")
@@ -73,7 +71,7 @@ fn scoring_100_native_1024px_images_stays_within_2_gib() {
 
     let json = tmp.path().join("r.json");
     let started = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_cdo-inspect"))
+    let out = common::cdo_command()
         .args(["eval", "--category", "surface", "--model"])
         .arg(&bundle)
         .arg("--data")

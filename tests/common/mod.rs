@@ -35,3 +35,20 @@ pub fn photo(name: &str) -> image::RgbImage {
         .expect("sample photo decodes")
         .to_rgb8()
 }
+
+/// The real binary as a `Command`. When the tests run under an emulator (the aarch64
+/// build under qemu-user, see scripts/test-arm64.sh), child processes must go through it
+/// too: `CDO_TEST_RUNNER` holds that command line (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`).
+pub fn cdo_command() -> std::process::Command {
+    let bin = env!("CARGO_BIN_EXE_cdo-inspect");
+    let runner = std::env::var("CDO_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(emulator) => {
+            let mut c = std::process::Command::new(emulator);
+            c.args(words).arg(bin);
+            c
+        }
+        None => std::process::Command::new(bin),
+    }
+}

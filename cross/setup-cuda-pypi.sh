@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The CUDA 13 compiler and the aarch64 CUDA libraries, from PyPI, for cross-compiling the
+# `cuda` feature on an x86-64 machine without Docker (cross/build-jetson.sh sources this).
+#
+#   - x86-64 wheels: nvcc, cicc (nvvm), crt headers, the runtime headers and CCCL
+#     (nv/target): the compiler that turns candle's kernels into sm_XX code.
+#   - aarch64 wheels: libcudart, libnvrtc, libcurand, libcublas(Lt), to link against.
+#     They hold only versioned .so.N files, so the link directory gets unversioned links.
+#   - libcuda.so.1 belongs to the board's driver and is on no wheel: a link-time stub
+#     with the driver symbols candle's cudarc calls is built here; it is never shipped.
+#
+# Everything lands in .tools/cuda/ and is reused. Sets CUDA_HOME (the compiler), CUDA_ROOT
+# (cudarc adds its lib/ to the linker's search path: the aarch64 libraries), PATH,
+# NVCC_CCBIN and CUDARC_CUDA_VERSION for the build.
+
+# cudarc 0.19 knows CUDA up to 13.4: the toolkit is pinned to that release.
+CUDA_WHEEL_VERSION=13.4.92
+CCCL_VERSION=13.3.5.0.6
+CUBLAS_VERSION=13.4.3.11
+CURAND_VERSION=10.4.4.72
+
+setup_cuda_pypi() {
+    local dir="$TOOLS/cuda"
+    local host="$dir/x86_64" target="$dir/aarch64" link="$dir/aarch64-link/lib"
+    [ "$(uname -m)" = x86_64 ] || die "the PyPI CUDA set-up is for x86-64 build machines"
+    # nvcc compiles the host side of candle's static kernels with the aarch64 g++.
+    apt_install g++-aarch64-linux-gnu gcc-aarch64-linux-gnu unzip
+
+    if [ ! -x "$host/nvidia/cu13/bin/nvcc" ]; then
+        echo "fetching the CUDA $CUDA_WHEEL_VERSION compiler (x86-64 wheels) ..."
+        pip_wheels "$host" x86_64 \
+            "nvidia-cuda-nvcc==$CUDA_WHEEL_VERSION" "nvidia-nvvm==$CUDA_WHEEL_VERSION" \
+            "nvidia-cuda-crt==$CUDA_WHEEL_VERSION" "nvidia-cuda-runtime==$CUDA_WHEEL_VERSION" \
+            "nvidia-cuda-cccl==$CCCL_VERSION"
+    fi
+    if [ ! -f "$target/nvidia/cu13/lib/libcublas.so.13" ]; then
+        echo "fetching the aarch64 CUDA libraries (the cuBLAS wheel is about 500 MB) ..."
+        pip_wheels "$target" aarch64 \
+            "nvidia-cuda-runtime==$CUDA_WHEEL_VERSION" "nvidia-cuda-nvrtc==$CUDA_WHEEL_VERSION" \
+            "nvidia-curand==$CURAND_VERSION" "nvidia-cublas==$CUBLAS_VERSION"
+    fi
+
+    mkdir -p "$link"
+    local lib so
+    for lib in cudart nvrtc curand cublas cublasLt; do
+        so="$(ls "$target"/nvidia/cu*/lib/lib$lib.so.[0-9]* 2>/dev/null | head -n 1)"
+        [ -n "$so" ] || die "lib$lib.so.N missing from the aarch64 wheels in $target"
+        ln -sfn "$so" "$link/lib$lib.so"
+    done
+    # The driver stub: one empty function per driver entry point in cudarc's bindings.
+    if [ ! -f "$link/libcuda.so" ]; then
+        local sys
+        sys="$(cudarc_driver_bindings)"
+        grep -o '\bfn cu[A-Za-z0-9_]*(' "$sys" | sed 's/^fn //; s/($//' | sort -u |
+            sed 's/.*/void &(void) {}/' >"$link/cuda-stub.c"
+        aarch64-linux-gnu-gcc -shared -fPIC -Wl,-soname,libcuda.so.1 \
+            -o "$link/libcuda.so" "$link/cuda-stub.c"
+    fi
+
+    export CUDA_HOME="$host/nvidia/cu13"
+    export PATH="$CUDA_HOME/bin:$PATH"
+    export NVCC_CCBIN=aarch64-linux-gnu-g++
+    export CUDARC_CUDA_VERSION=13040
+    export CUDA_ROOT="$(dirname "$link")"
+}
+
+# pip_wheels DEST ARCH REQUIREMENT...: downloads the binary wheels for ARCH and unpacks
+# them into DEST (the wheels are plain archives; nothing is installed into a Python).
+pip_wheels() {
+    local dest="$1" arch="$2" w
+    shift 2
+    local dl="$dest.download"
+    rm -rf "$dl"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+        --platform "manylinux2014_$arch" --platform "manylinux_2_17_$arch" \
+        --platform "manylinux_2_27_$arch" --platform "manylinux_2_28_$arch" \
+        --platform "manylinux2010_$arch" --platform "manylinux_2_12_$arch" \
+        -d "$dl" "$@" || die "pip could not download: $*"
+    mkdir -p "$dest"
+    for w in "$dl"/*.whl; do
+        unzip -q -o "$w" -d "$dest"
+    done
+    rm -rf "$dl"
+}
+
+# The driver bindings of the cudarc version in Cargo.lock (fetched by cargo).
+cudarc_driver_bindings() {
+    local version f
+    version="$(grep -A1 '^name = "cudarc"$' "$ROOT/Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p')"
+    (cd "$ROOT" && cargo fetch --locked >/dev/null 2>&1) || die "cargo fetch failed"
+    f="$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-"$version"/src/driver/sys/mod.rs 2>/dev/null | head -n 1)"
+    [ -n "$f" ] || die "cudarc $version's driver bindings not found in the cargo registry"
+    echo "$f"
+}
