@@ -37,7 +37,7 @@ if [ $native = 1 ]; then
         die "nvcc not found: install JetPack's CUDA toolkit (sudo apt install nvidia-jetpack)"
     cargo build --release --locked --features cuda
     built="$CARGO_TARGET_DIR/release/cdo-inspect"
-    strip=strip
+    strip="strip"
 else
     setup_rust_target
     setup_zig
