@@ -38,7 +38,7 @@ if [ $native = 1 ]; then
     "$ROOT/scripts/build-deps.sh"
     cargo build --release --locked --features cuda
     built="$CARGO_TARGET_DIR/release/cdo-inspect"
-    strip=strip
+    strip="strip"
 else
     setup_rust_target
     setup_zig

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up for the aarch64 builds, sourced by the scripts in cross/ and by
 # scripts/test-arm64.sh. Every tool is fetched from an ordinary registry (rustup's target,
 # PyPI, crates.io, Debian's packages) and cached under .tools/ (git-ignored), so a fresh

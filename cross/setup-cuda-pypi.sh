@@ -61,7 +61,7 @@ setup_cuda_pypi() {
     export PATH="$CUDA_HOME/bin:$PATH"
     export NVCC_CCBIN=aarch64-linux-gnu-g++
     export CUDARC_CUDA_VERSION=13040
-    export CUDA_ROOT="$(dirname "$link")"
+    export CUDA_ROOT="$dir/aarch64-link"
 }
 
 # pip_wheels DEST ARCH REQUIREMENT...: downloads the binary wheels for ARCH and unpacks
