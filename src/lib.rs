@@ -1,6 +1,7 @@
 //! cdo-inspect: CDO (Collaborative Discrepancy Optimization) anomaly detection for
 //! inspection stations. The library holds everything; `main.rs` only parses arguments.
 
+pub mod bench;
 pub mod bundle;
 pub mod commands;
 pub mod eval;

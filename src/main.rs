@@ -25,6 +25,8 @@ enum Verb {
     Eval(commands::eval::EvalArgs),
     /// Cut a sample inspection dataset (good and defective tiles) from a texture photograph.
     SampleData(commands::sample_data::SampleDataArgs),
+    /// Time every stage of an inspection, throughput and a training step; table and JSON.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() {
@@ -45,6 +47,7 @@ fn main() {
         Verb::Infer(args) => commands::infer::run(args),
         Verb::SampleData(args) => commands::sample_data::run(args),
         Verb::Eval(args) => commands::eval::run(args),
+        Verb::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),
