@@ -33,13 +33,7 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
-    // Fix the worker count once: without it candle re-reads /proc/cpuinfo on every matmul.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
+    cdo_inspect::tune_threads();
     cdo_inspect::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.verb {
