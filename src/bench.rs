@@ -105,7 +105,9 @@ impl BatchRun {
     pub fn postprocess_ms(&self) -> f64 {
         self.stage("discrepancy_upsample")
             .map_or(f64::NAN, |s| s.median_ms)
-            + self.stage("smoothing_score").map_or(f64::NAN, |s| s.median_ms)
+            + self
+                .stage("smoothing_score")
+                .map_or(f64::NAN, |s| s.median_ms)
     }
 }
 
@@ -144,6 +146,8 @@ pub struct Report {
     pub batch1: BatchRun,
     pub batch_n: BatchRun,
     pub train_step: Option<TrainRun>,
+    /// Why the training step could not be timed, when it was asked for and failed.
+    pub train_error: Option<String>,
     /// Post-processing time over model time, at batch 1.
     pub postprocess_share: f64,
     pub peak_rss_bytes: Option<u64>,
@@ -251,7 +255,11 @@ pub fn run_training(
         let start = Instant::now();
         let out = train_step(expert, &apprentice.net, &mut opt, &x, &mask, &cfg.loss())?;
         // Reading the loss waits for the step on any device.
-        black_box(out.total.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?);
+        black_box(
+            out.total
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?,
+        );
         if it >= warmup {
             steps.push(start.elapsed().as_secs_f64() * 1e3);
         }
@@ -326,7 +334,8 @@ pub fn table(r: &Report) -> String {
             );
         }
         None => {
-            let _ = writeln!(t, "training step: not measured");
+            let why = r.train_error.as_deref().unwrap_or("not asked for");
+            let _ = writeln!(t, "training step: not measured ({why})");
         }
     }
     if let Some(b) = r.peak_rss_bytes {

@@ -95,19 +95,29 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         ..TrainConfig::default()
     };
     cfg.validate()?;
+    let mut train_error = None;
     let train_step = if args.train_iterations > 0 {
         log::info!("timing {} training steps", args.train_iterations);
         // The detector's networks are inference-only; training needs its own expert.
         let expert = load_expert(&pair.expert_source, cfg.backbone, &device)?;
         cfg.seed = 1;
-        Some(run_training(
+        let warmup = args.warmup.min(2);
+        match run_training(
             &expert,
             &cfg,
             &decoded,
             &device,
-            args.warmup.min(2),
+            warmup,
             args.train_iterations,
-        )?)
+        ) {
+            Ok(run) => Some(run),
+            // Reported, not fatal: the inference figures still stand.
+            Err(e) => {
+                log::warn!("{} training step failed: {e:#}", cfg.backbone);
+                train_error = Some(format!("{e:#}"));
+                None
+            }
+        }
     } else {
         None
     };
@@ -129,6 +139,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         batch1,
         batch_n,
         train_step,
+        train_error,
         peak_rss_bytes: peak_rss_bytes(),
     };
     print!("{}", table(&report));
@@ -151,10 +162,9 @@ impl ExpertSource {
     fn describe(&self) -> String {
         match self {
             ExpertSource::File(p) => p.display().to_string(),
-            ExpertSource::Random(p) => format!(
-                "random weights ({} not found; speed only)",
-                p.display()
-            ),
+            ExpertSource::Random(p) => {
+                format!("random weights ({} not found; speed only)", p.display())
+            }
         }
     }
 }
@@ -177,7 +187,12 @@ fn load_expert(src: &ExpertSource, kind: BackboneKind, device: &Device) -> Resul
 fn load_pair(args: &BenchArgs, models_dir: &Path, device: &Device) -> Result<Pair> {
     if let Some(bundle) = &args.model {
         let detector = Detector::load(bundle, args.runtime.expert.as_deref(), models_dir, device)?;
-        let expert = resolve_expert(&detector.meta, bundle, args.runtime.expert.as_deref(), models_dir)?;
+        let expert = resolve_expert(
+            &detector.meta,
+            bundle,
+            args.runtime.expert.as_deref(),
+            models_dir,
+        )?;
         return Ok(Pair {
             detector,
             expert_source: ExpertSource::File(expert),
@@ -192,7 +207,8 @@ fn load_pair(args: &BenchArgs, models_dir: &Path, device: &Device) -> Result<Pai
     };
     cfg.validate()?;
     let path = args
-        .runtime.expert
+        .runtime
+        .expert
         .clone()
         .unwrap_or_else(|| models_dir.join(kind.default_weights_file()));
     // An explicitly named file must exist; the default one may be absent.
@@ -242,10 +258,17 @@ fn load_frame(path: Option<&Path>) -> Result<Frame> {
         state ^= state >> 7;
         state ^= state << 17;
         let n = (state >> 59) as u8; // 0..31 of noise over a gradient
-        image::Rgb([(x * 200 / 640) as u8 + n, (y * 200 / 480) as u8 + n, 128 + n])
+        image::Rgb([
+            (x * 200 / 640) as u8 + n,
+            (y * 200 / 480) as u8 + n,
+            128 + n,
+        ])
     });
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )?;
     Ok(Frame {
         bytes,
         source: "generated 640x480 PNG".into(),

@@ -497,7 +497,14 @@ pub fn train(
             let imgs: Vec<&RgbImage> = idx.iter().map(|&i| &data.train[i]).collect();
             let mut rng = step_rng(cfg.seed, epoch, step);
             let (x, mask) = make_batch(&imgs, cfg, &mut rng, device)?;
-            let out = train_step(&expert.net, &apprentice.net, &mut opt, &x, &mask, &cfg.loss())?;
+            let out = train_step(
+                &expert.net,
+                &apprentice.net,
+                &mut opt,
+                &x,
+                &mask,
+                &cfg.loss(),
+            )?;
             let loss = out
                 .total
                 .to_dtype(candle_core::DType::F64)?
