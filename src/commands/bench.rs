@@ -113,8 +113,14 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             Ok(run) => Some(run),
             // Reported, not fatal: the inference figures still stand.
             Err(e) => {
-                log::warn!("{} training step failed: {e:#}", cfg.backbone);
-                train_error = Some(format!("{e:#}"));
+                // The first line: candle appends a backtrace when RUST_BACKTRACE is set.
+                let first = format!("{e:#}")
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                log::warn!("{} training step failed: {first}", cfg.backbone);
+                train_error = Some(first);
                 None
             }
         }
