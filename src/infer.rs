@@ -166,27 +166,59 @@ impl Detector {
 
     /// Runs a batch of decoded images (any size; resized to the model's input).
     pub fn infer(&self, images: &[RgbImage]) -> Result<Vec<Inference>, InferError> {
-        let size = self.meta.input_size;
-        let chw: Vec<Vec<f32>> = images.iter().map(|img| image_to_chw(img, size)).collect();
-        self.infer_chw(&chw)
+        let x = self.preprocess(images)?;
+        self.infer_tensor(&x)
     }
 
     /// Runs a batch of already normalised CHW buffers at the model's input size.
     pub fn infer_chw(&self, chw: &[Vec<f32>]) -> Result<Vec<Inference>, InferError> {
+        let x = batch_tensor(chw, self.meta.input_size, &self.device)?;
+        self.infer_tensor(&x)
+    }
+
+    fn infer_tensor(&self, x: &Tensor) -> Result<Vec<Inference>, InferError> {
+        let fe = self.expert_features(x)?;
+        let fa = self.apprentice_features(x)?;
+        let raw = self.raw_maps(&fe, &fa)?;
+        Ok(raw.into_iter().map(|r| self.finish(r)).collect())
+    }
+
+    // The stages below are what `infer` runs, one by one, so `bench` can time each.
+
+    /// Resized, normalised input batch (B x 3 x S x S) on the detector's device.
+    pub fn preprocess(&self, images: &[RgbImage]) -> Result<Tensor, InferError> {
         let size = self.meta.input_size;
-        let x = batch_tensor(chw, size, &self.device)?;
-        let fe = self.expert.features(&x, Mode::Eval)?;
-        let fa = self.apprentice.features(&x, Mode::Eval)?;
-        let s = size as usize;
-        let maps = anomaly_map(&fe, &fa, s, s)?.to_dtype(candle_core::DType::F32)?;
-        let maps: Vec<Vec<f32>> = maps.flatten_from(1)?.to_vec2()?;
-        Ok(maps
-            .into_iter()
-            .map(|raw| {
-                let map = gaussian_smooth(&raw, s, s, self.meta.smoothing_sigma);
-                let score = self.meta.score.apply(&map);
-                Inference { map, size, score }
-            })
-            .collect())
+        let chw: Vec<Vec<f32>> = images.iter().map(|img| image_to_chw(img, size)).collect();
+        Ok(batch_tensor(&chw, size, &self.device)?)
+    }
+
+    /// The expert's three feature maps for an input batch (B x 3 x S x S).
+    pub fn expert_features(&self, x: &Tensor) -> Result<Vec<Tensor>, InferError> {
+        Ok(self.expert.features(x, Mode::Eval)?)
+    }
+
+    /// The apprentice's three feature maps for an input batch.
+    pub fn apprentice_features(&self, x: &Tensor) -> Result<Vec<Tensor>, InferError> {
+        Ok(self.apprentice.features(x, Mode::Eval)?)
+    }
+
+    /// The unsmoothed anomaly maps (discrepancy, upsampled to the input size), one
+    /// S*S row-major vector per image, on the host.
+    pub fn raw_maps(&self, fe: &[Tensor], fa: &[Tensor]) -> Result<Vec<Vec<f32>>, InferError> {
+        let s = self.meta.input_size as usize;
+        let maps = anomaly_map(fe, fa, s, s)?.to_dtype(candle_core::DType::F32)?;
+        Ok(maps.flatten_from(1)?.to_vec2()?)
+    }
+
+    /// Smoothing and the image score of one raw map.
+    pub fn finish(&self, raw: Vec<f32>) -> Inference {
+        let s = self.meta.input_size as usize;
+        let map = gaussian_smooth(&raw, s, s, self.meta.smoothing_sigma);
+        let score = self.meta.score.apply(&map);
+        Inference {
+            map,
+            size: self.meta.input_size,
+            score,
+        }
     }
 }

@@ -31,6 +31,8 @@ enum Verb {
     SampleData(commands::sample_data::SampleDataArgs),
     /// Validate a station file and explain every error.
     CheckConfig(commands::check_config::CheckConfigArgs),
+    /// Time every stage of an inspection, throughput and a training step; table and JSON.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() {
@@ -42,13 +44,7 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp_millis()
         .init();
-    // Fix the worker count once: without it candle re-reads /proc/cpuinfo on every matmul.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
+    cdo_inspect::tune_threads();
     cdo_inspect::tune_allocator();
     let result = match cli.verb {
         Verb::Run(args) => commands::run::run(args),
@@ -58,6 +54,7 @@ fn main() {
         Verb::SampleData(args) => commands::sample_data::run(args),
         Verb::Eval(args) => commands::eval::run(args),
         Verb::CheckConfig(args) => commands::check_config::run(args),
+        Verb::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

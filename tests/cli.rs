@@ -33,6 +33,7 @@ fn every_verb_has_help() {
         &["train", "--help"],
         &["infer", "--help"],
         &["sample-data", "--help"],
+        &["bench", "--help"],
     ] {
         let o = cdo(verb);
         assert!(o.status.success(), "{verb:?}: {}", text(&o));

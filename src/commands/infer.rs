@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{default_models_dir, open_device, DeviceChoice};
+use super::{open_device, ModelArgs};
 use crate::imageio::{heatmap_overlay, load_rgb, save_png_atomic, write_f32_tiff};
 use crate::infer::Detector;
 
@@ -20,22 +20,22 @@ pub struct InferArgs {
     /// Reject above this score instead of the bundle's calibrated threshold.
     #[arg(long)]
     pub threshold: Option<f32>,
-    /// Expert weights file (default: the file the bundle names, in the models dir).
-    #[arg(long)]
-    pub expert: Option<PathBuf>,
-    #[arg(long)]
-    pub models_dir: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub runtime: ModelArgs,
     /// Images to inspect.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
 }
 
 pub fn run(args: InferArgs) -> Result<i32> {
-    let device = open_device(args.device)?;
-    let models_dir = args.models_dir.clone().unwrap_or_else(default_models_dir);
-    let detector = Detector::load(&args.model, args.expert.as_deref(), &models_dir, &device)?;
+    let device = open_device(args.runtime.device)?;
+    let models_dir = args.runtime.models_dir();
+    let detector = Detector::load(
+        &args.model,
+        args.runtime.expert.as_deref(),
+        &models_dir,
+        &device,
+    )?;
     let calibration = detector.meta.calibration.clone();
     let threshold = match (args.threshold, &calibration) {
         (Some(t), _) => t,

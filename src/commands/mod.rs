@@ -1,6 +1,7 @@
 //! The verbs of the `cdo-inspect` binary. Each takes its parsed arguments and returns an
 //! exit code; `main.rs` only parses and dispatches.
 
+pub mod bench;
 pub mod check_config;
 pub mod demo;
 pub mod eval;
@@ -19,6 +20,25 @@ pub fn default_models_dir() -> PathBuf {
     std::env::var_os("CDO_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("models"))
+}
+
+/// Where the expert's weights are and what runs the model: shared by the verbs that load a
+/// trained pair.
+#[derive(Debug, clap::Args)]
+pub struct ModelArgs {
+    /// Expert weights file (default: the file the bundle names, in the models dir).
+    #[arg(long)]
+    pub expert: Option<PathBuf>,
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+}
+
+impl ModelArgs {
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(default_models_dir)
+    }
 }
 
 #[derive(

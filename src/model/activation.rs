@@ -3,6 +3,7 @@
 //! full-size temporaries per activation, which dominated EfficientNet training time.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 struct Relu6;
 /// d relu6(x) / dx: 1 inside (0, 6), else 0.
@@ -55,10 +56,127 @@ pub fn relu6(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// The activation that follows a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    None,
+    Relu,
+    Relu6,
+}
+
+impl Act {
+    /// The activation as candle ops (differentiable, any device).
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Act::None => Ok(x.clone()),
+            Act::Relu => x.relu(),
+            Act::Relu6 => relu6(x),
+        }
+    }
+}
+
+/// Per-channel bias (N x C x H x W) and activation in one pass, for frozen networks.
+/// Separately they are two full passes over the activation, each writing a new tensor.
+struct BiasAct {
+    bias: Vec<f32>,
+    act: Act,
+}
+
+impl CustomOp1 for BiasAct {
+    fn name(&self) -> &'static str {
+        "bias-act"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = s else {
+            candle_core::bail!("bias-act: only f32 on the CPU fast path");
+        };
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("bias-act: input must be contiguous");
+        };
+        let (_, c, h, w) = l.shape().dims4()?;
+        if c != self.bias.len() || h * w == 0 {
+            candle_core::bail!(
+                "bias-act: {:?} does not fit {} biases",
+                l.dims(),
+                self.bias.len()
+            );
+        }
+        let data = &data[a..b];
+        let mut out = vec![0f32; data.len()];
+        // Same operations as `x + b` then the activation, so bit-identical results.
+        out.par_chunks_mut(h * w)
+            .zip(data.par_chunks(h * w))
+            .enumerate()
+            .for_each(|(i, (o, x))| {
+                let bv = self.bias[i % c];
+                match self.act {
+                    Act::None => o.iter_mut().zip(x).for_each(|(o, &v)| *o = v + bv),
+                    Act::Relu => o
+                        .iter_mut()
+                        .zip(x)
+                        .for_each(|(o, &v)| *o = (v + bv).max(0.0)),
+                    Act::Relu6 => o
+                        .iter_mut()
+                        .zip(x)
+                        .for_each(|(o, &v)| *o = (v + bv).clamp(0.0, 6.0)),
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+}
+
+/// `act(y + bias)` with the bias broadcast over channels (dim 1). One fused pass on the
+/// CPU when nothing needs a gradient; candle's ops otherwise.
+pub fn bias_act(y: &Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
+    let fused = y.device().is_cpu()
+        && y.dtype() == candle_core::DType::F32
+        && bias.dtype() == candle_core::DType::F32
+        && y.rank() == 4
+        && !y.track_op()
+        && !bias.track_op();
+    if fused {
+        let op = BiasAct {
+            bias: bias.to_vec1::<f32>()?,
+            act,
+        };
+        return y.contiguous()?.apply_op1_no_bwd(&op);
+    }
+    act.apply(&y.broadcast_add(&bias.reshape((1, bias.dim(0)?, 1, 1))?)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+
+    #[test]
+    fn fused_bias_act_is_bit_identical() {
+        let data: Vec<f32> = (0..2 * 3 * 5 * 4)
+            .map(|i| (i as f32 * 0.37).sin() * 9.0)
+            .collect();
+        let y = Tensor::from_vec(data, (2, 3, 5, 4), &Device::Cpu).unwrap();
+        let b = Tensor::new(&[0.5f32, -1.25, 3.0], &Device::Cpu).unwrap();
+        for act in [Act::None, Act::Relu, Act::Relu6] {
+            let fused = bias_act(&y, &b, act).unwrap();
+            let plain = act
+                .apply(&y.broadcast_add(&b.reshape((1, 3, 1, 1)).unwrap()).unwrap())
+                .unwrap();
+            let (f, p): (Vec<f32>, Vec<f32>) = (
+                fused.flatten_all().unwrap().to_vec1().unwrap(),
+                plain.flatten_all().unwrap().to_vec1().unwrap(),
+            );
+            assert_eq!(f, p, "{act:?}");
+        }
+        // With a gradient to track, candle's differentiable ops are used.
+        let v = Var::from_tensor(&y).unwrap();
+        let g = bias_act(v.as_tensor(), &b, Act::Relu6)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(g.get(v.as_tensor()).is_some());
+    }
 
     #[test]
     fn matches_clamp_forward_and_backward() {

@@ -113,6 +113,14 @@ impl Network {
         Ok(net)
     }
 
+    /// A randomly initialised network ready for inference (BatchNorm folded): the same
+    /// computation as a pretrained one, for timing backbones whose weights are not at hand.
+    pub fn fresh_frozen(kind: BackboneKind, seed: u64, device: &Device) -> Result<Self> {
+        let mut net = Network::build(kind, &mut Fresh::new(seed, device), 0.0)?;
+        net.fold_bn()?;
+        Ok(net)
+    }
+
     pub fn fold_bn(&mut self) -> Result<()> {
         match self {
             Network::Lite0(n) => n.fold_bn(),

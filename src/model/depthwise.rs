@@ -372,19 +372,7 @@ fn forward<T: WithDType>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
                 xp = buf;
             }
             let wp = &w[(bc % g.c) * ksz..(bc % g.c + 1) * ksz];
-            for (oy, orow) in out.chunks_exact_mut(g.ow).enumerate() {
-                let (ilo, ihi) = rows[oy];
-                for i in ilo..ihi {
-                    let iy = oy * s + i - g.pad;
-                    let xrow = &xp[iy * g.w..(iy + 1) * g.w];
-                    for (cr, &wv) in cols.iter().zip(&wp[i * g.kw..(i + 1) * g.kw]) {
-                        let o = &mut orow[cr.lo..cr.hi];
-                        for (o, &xv) in o.iter_mut().zip(&xrow[cr.pos..]) {
-                            *o += wv * xv;
-                        }
-                    }
-                }
-            }
+            forward_plane(xp, wp, out, &rows, &cols, g);
         },
     );
     out
@@ -407,27 +395,12 @@ fn grad_input<T: WithDType>(go: &[T], w: &[T], g: &Geom) -> Vec<T> {
         |buf, (bc, gxp)| {
             let gp = &go[bc * plane_out..(bc + 1) * plane_out];
             let wp = &w[(bc % g.c) * ksz..(bc % g.c + 1) * ksz];
-            let acc: &mut [T] = if s > 1 {
-                buf.fill(T::zero());
-                buf
-            } else {
-                gxp
-            };
-            for (oy, grow) in gp.chunks_exact(g.ow).enumerate() {
-                let (ilo, ihi) = rows[oy];
-                for i in ilo..ihi {
-                    let iy = oy * s + i - g.pad;
-                    let xrow = &mut acc[iy * g.w..(iy + 1) * g.w];
-                    for (cr, &wv) in cols.iter().zip(&wp[i * g.kw..(i + 1) * g.kw]) {
-                        let gs = &grow[cr.lo..cr.hi];
-                        for (xv, &gv) in xrow[cr.pos..].iter_mut().zip(gs) {
-                            *xv += wv * gv;
-                        }
-                    }
-                }
-            }
             if s > 1 {
+                buf.fill(T::zero());
+                grad_input_plane(gp, wp, buf, &rows, &cols, g);
                 merge_phases(buf, gxp, g.w, s);
+            } else {
+                grad_input_plane(gp, wp, gxp, &rows, &cols, g);
             }
         },
     );
@@ -455,16 +428,7 @@ fn grad_weight<T: WithDType>(x: &[T], go: &[T], g: &Geom) -> Vec<T> {
                 xp = buf;
             }
             let gp = &go[bc * plane_out..(bc + 1) * plane_out];
-            for (oy, grow) in gp.chunks_exact(g.ow).enumerate() {
-                let (ilo, ihi) = rows[oy];
-                for i in ilo..ihi {
-                    let iy = oy * s + i - g.pad;
-                    let xrow = &xp[iy * g.w..(iy + 1) * g.w];
-                    for (cr, a) in cols.iter().zip(&mut acc[i * g.kw..(i + 1) * g.kw]) {
-                        *a += dot(&grow[cr.lo..cr.hi], &xrow[cr.pos..]).to_f64();
-                    }
-                }
-            }
+            grad_weight_plane(xp, gp, acc, &rows, &cols, g);
         },
     );
     let mut gw = vec![0f64; g.c * ksz];
@@ -476,8 +440,111 @@ fn grad_weight<T: WithDType>(x: &[T], go: &[T], g: &Geom) -> Vec<T> {
     gw.into_iter().map(T::from_f64).collect()
 }
 
+/// Defines `$name`, which runs `$inner` (an `#[inline(always)]` fn) compiled for AVX2
+/// when the CPU has it. The crate is built for baseline x86-64 (SSE2, 4 lanes), which
+/// halves the width of these loops on any current CPU. The same operations run in the
+/// same order (no FMA contraction), so results are bit-identical.
+macro_rules! simd_dispatch {
+    ($name:ident => $inner:ident <$T:ident> ($($arg:ident : $ty:ty),*)) => {
+        fn $name<$T: WithDType>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2<$T: WithDType>($($arg: $ty),*) {
+                    $inner($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $inner($($arg),*)
+        }
+    };
+}
+
+simd_dispatch!(forward_plane => forward_plane_loops<T>(
+    xp: &[T], wp: &[T], out: &mut [T], rows: &[(usize, usize)], cols: &[ColRange], g: &Geom));
+simd_dispatch!(grad_input_plane => grad_input_plane_loops<T>(
+    gp: &[T], wp: &[T], acc: &mut [T], rows: &[(usize, usize)], cols: &[ColRange], g: &Geom));
+simd_dispatch!(grad_weight_plane => grad_weight_plane_loops<T>(
+    xp: &[T], gp: &[T], acc: &mut [f64], rows: &[(usize, usize)], cols: &[ColRange], g: &Geom));
+
+/// `(output row, kernel row, input row)` for every kernel row that lands inside the input.
+#[inline(always)]
+fn taps<'a>(
+    rows: &'a [(usize, usize)],
+    g: &'a Geom,
+) -> impl Iterator<Item = (usize, usize, usize)> + 'a {
+    rows.iter()
+        .enumerate()
+        .flat_map(move |(oy, &(lo, hi))| (lo..hi).map(move |i| (oy, i, oy * g.stride + i - g.pad)))
+}
+
+/// One output plane of `F`: for every kernel tap, a scaled run of an input row.
+#[inline(always)]
+fn forward_plane_loops<T: WithDType>(
+    xp: &[T],
+    wp: &[T],
+    out: &mut [T],
+    rows: &[(usize, usize)],
+    cols: &[ColRange],
+    g: &Geom,
+) {
+    for (oy, i, iy) in taps(rows, g) {
+        let orow = &mut out[oy * g.ow..(oy + 1) * g.ow];
+        let xrow = &xp[iy * g.w..(iy + 1) * g.w];
+        for (cr, &wv) in cols.iter().zip(&wp[i * g.kw..(i + 1) * g.kw]) {
+            for (o, &xv) in orow[cr.lo..cr.hi].iter_mut().zip(&xrow[cr.pos..]) {
+                *o += wv * xv;
+            }
+        }
+    }
+}
+
+/// One input-gradient plane of `T`, accumulated into `acc` (phase-split when strided).
+#[inline(always)]
+fn grad_input_plane_loops<T: WithDType>(
+    gp: &[T],
+    wp: &[T],
+    acc: &mut [T],
+    rows: &[(usize, usize)],
+    cols: &[ColRange],
+    g: &Geom,
+) {
+    for (oy, i, iy) in taps(rows, g) {
+        let grow = &gp[oy * g.ow..(oy + 1) * g.ow];
+        let xrow = &mut acc[iy * g.w..(iy + 1) * g.w];
+        for (cr, &wv) in cols.iter().zip(&wp[i * g.kw..(i + 1) * g.kw]) {
+            for (xv, &gv) in xrow[cr.pos..].iter_mut().zip(&grow[cr.lo..cr.hi]) {
+                *xv += wv * gv;
+            }
+        }
+    }
+}
+
+/// One plane's `kh * kw` partial sums of `Wg`.
+#[inline(always)]
+fn grad_weight_plane_loops<T: WithDType>(
+    xp: &[T],
+    gp: &[T],
+    acc: &mut [f64],
+    rows: &[(usize, usize)],
+    cols: &[ColRange],
+    g: &Geom,
+) {
+    for (oy, i, iy) in taps(rows, g) {
+        let grow = &gp[oy * g.ow..(oy + 1) * g.ow];
+        let xrow = &xp[iy * g.w..(iy + 1) * g.w];
+        for (cr, a) in cols.iter().zip(&mut acc[i * g.kw..(i + 1) * g.kw]) {
+            *a += dot(&grow[cr.lo..cr.hi], &xrow[cr.pos..]).to_f64();
+        }
+    }
+}
+
 /// `sum_k a[k] * b[k]` over `a`'s length, with eight independent accumulators so it
-/// vectorises.
+/// vectorises. Inlined so that it is compiled with the caller's (AVX2) features.
+#[inline(always)]
 fn dot<T: WithDType>(a: &[T], b: &[T]) -> T {
     let b = &b[..a.len().min(b.len())];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));

@@ -4,7 +4,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::layers::{check_input, relu6, ConvBn, ConvSpec, Linear, Mode, ParamSource};
+use super::layers::{check_input, Act, ConvBn, ConvSpec, Linear, Mode, ParamSource};
 
 const BN_EPS: f64 = 1e-3;
 
@@ -48,9 +48,9 @@ impl MbBlock {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut h = x.clone();
         if let Some(e) = &self.expand {
-            h = relu6(&e.forward(&h, mode)?)?;
+            h = e.forward_act(&h, mode, Act::Relu6)?;
         }
-        h = relu6(&self.depthwise.forward(&h, mode)?)?;
+        h = self.depthwise.forward_act(&h, mode, Act::Relu6)?;
         h = self.project.forward(&h, mode)?;
         if self.residual {
             h = (h + x)?;
@@ -184,7 +184,7 @@ impl EfficientNetLite0 {
     /// The three CDO feature maps (strides 4, 8, 16).
     pub fn features(&self, x: &Tensor, mode: Mode) -> Result<Vec<Tensor>> {
         check_input(x)?;
-        let mut h = relu6(&self.stem.forward(x, mode)?)?;
+        let mut h = self.stem.forward_act(x, mode, Act::Relu6)?;
         let mut taps = Vec::with_capacity(3);
         for (i, block) in self.blocks.iter().enumerate().take(TAP_BLOCKS[2] + 1) {
             h = block.forward(&h, mode)?;
@@ -201,11 +201,11 @@ impl EfficientNetLite0 {
         let Some((conv, fc)) = &self.head else {
             candle_core::bail!("model was built without its classifier head");
         };
-        let mut h = relu6(&self.stem.forward(x, Mode::Eval)?)?;
+        let mut h = self.stem.forward_act(x, Mode::Eval, Act::Relu6)?;
         for block in &self.blocks {
             h = block.forward(&h, Mode::Eval)?;
         }
-        let h = relu6(&conv.forward(&h, Mode::Eval)?)?;
+        let h = conv.forward_act(&h, Mode::Eval, Act::Relu6)?;
         let pooled = h.mean(3)?.mean(2)?;
         fc.forward(&pooled)
     }

@@ -286,6 +286,11 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_act(x, mode, Act::None)
+    }
+
+    /// The convolution, its BatchNorm, then `act`.
+    pub fn forward_act(&self, x: &Tensor, mode: Mode, act: Act) -> Result<Tensor> {
         let (cout, _, k, _) = self.weight.dims4()?;
         let y = if self.depthwise {
             depthwise_conv2d(x, &self.weight, self.stride, self.padding)?
@@ -300,13 +305,12 @@ impl ConvBn {
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
         };
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
-            None => y,
-        };
-        match &self.bn {
-            Some(bn) => bn.forward(&y, mode),
-            None => Ok(y),
+        match (&self.bias, &self.bn) {
+            // Folded BatchNorm: bias and activation in one pass.
+            (Some(b), None) => bias_act(&y, b, act),
+            (Some(b), Some(bn)) => act.apply(&bn.forward(&bias_act(&y, b, Act::None)?, mode)?),
+            (None, Some(bn)) => act.apply(&bn.forward(&y, mode)?),
+            (None, None) => act.apply(&y),
         }
     }
 }
@@ -330,7 +334,7 @@ impl Linear {
     }
 }
 
-pub use super::activation::relu6;
+pub use super::activation::{bias_act, relu6, Act};
 
 /// Checks that a tensor is 4-D f32 (the backbones' input contract).
 pub fn check_input(x: &Tensor) -> Result<()> {

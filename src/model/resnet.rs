@@ -4,7 +4,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::layers::{check_input, ConvBn, ConvSpec, Mode, ParamSource};
+use super::layers::{check_input, Act, ConvBn, ConvSpec, Mode, ParamSource};
 
 const BN_EPS: f64 = 1e-5;
 
@@ -37,10 +37,8 @@ impl Block {
         let mut h = x.clone();
         let last = self.convs.len() - 1;
         for (i, c) in self.convs.iter().enumerate() {
-            h = c.forward(&h, mode)?;
-            if i < last {
-                h = h.relu()?;
-            }
+            let act = if i < last { Act::Relu } else { Act::None };
+            h = c.forward_act(&h, mode, act)?;
         }
         let identity = match &self.downsample {
             Some(d) => d.forward(x, mode)?,
@@ -183,7 +181,7 @@ impl ResNet {
 
     pub fn features(&self, x: &Tensor, mode: Mode) -> Result<Vec<Tensor>> {
         check_input(x)?;
-        let h = self.stem.forward(x, mode)?.relu()?;
+        let h = self.stem.forward_act(x, mode, Act::Relu)?;
         // 3x3/2 max-pool with padding 1: after ReLU every value is >= 0, so zero padding
         // gives the same maximum as PyTorch's implicit -inf padding.
         let mut h = h

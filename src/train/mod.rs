@@ -22,9 +22,9 @@ use crate::bundle::{now_rfc3339, Bundle, BundleMeta, Calibration, TrainingRecord
 use crate::imageio::{list_images, load_rgb};
 use crate::infer::Detector;
 use crate::model::backbone::{
-    BackboneKind, Expert, TrainableApprentice, IMAGENET_MEAN, IMAGENET_STD,
+    BackboneKind, Expert, Network, TrainableApprentice, IMAGENET_MEAN, IMAGENET_STD,
 };
-use crate::model::cdo::{cdo_loss, LossConfig};
+use crate::model::cdo::{cdo_loss, LossConfig, LossOutput};
 use crate::model::layers::Mode;
 use crate::model::postprocess::ScoreMethod;
 use crate::preprocess::{batch_tensor, image_to_chw};
@@ -80,6 +80,15 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// AdamW with this run's learning rate and weight decay.
+    pub fn optimiser(&self) -> AdamWConfig {
+        AdamWConfig {
+            lr: self.learning_rate,
+            weight_decay: self.weight_decay,
+            ..Default::default()
+        }
+    }
+
     pub fn loss(&self) -> LossConfig {
         LossConfig {
             gamma: self.gamma,
@@ -299,7 +308,7 @@ fn step_rng(seed: u64, epoch: usize, step: usize) -> ChaCha8Rng {
 }
 
 /// One training batch: images with synthetic anomalies, normalised, and their masks.
-fn make_batch(
+pub fn make_batch(
     images: &[&RgbImage],
     cfg: &TrainConfig,
     rng: &mut ChaCha8Rng,
@@ -317,6 +326,52 @@ fn make_batch(
     let x = batch_tensor(&chw, s, device)?;
     let mask = Tensor::from_vec(masks, (images.len(), 1, s as usize, s as usize), device)?;
     Ok((x, mask))
+}
+
+/// One optimisation step: both forward passes, the CDO loss, backward, AdamW on the
+/// apprentice.
+pub fn train_step(
+    expert: &Network,
+    apprentice: &Network,
+    opt: &mut AdamW,
+    x: &Tensor,
+    mask: &Tensor,
+    loss: &LossConfig,
+) -> Result<LossOutput> {
+    let fe = expert.features(x, Mode::Eval)?;
+    let fa = apprentice.features(x, Mode::Train)?;
+    let out = cdo_loss(&fe, &fa, Some(mask), loss)?;
+    let grads = out.total.backward()?;
+    opt.step(&grads)?;
+    Ok(out)
+}
+
+/// The bundle description of a pair trained with `cfg` against `expert_file` (no
+/// calibration yet).
+pub fn bundle_meta(
+    cfg: &TrainConfig,
+    expert_file: &Path,
+    expert_sha256: &str,
+    training: TrainingRecord,
+) -> BundleMeta {
+    BundleMeta {
+        format_version: FORMAT_VERSION,
+        created: now_rfc3339(),
+        backbone: cfg.backbone,
+        expert_file: expert_file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string(),
+        expert_sha256: expert_sha256.to_string(),
+        input_size: cfg.image_size,
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
+        smoothing_sigma: 4.0,
+        score: ScoreMethod::default(),
+        calibration: None,
+        training,
+    }
 }
 
 /// The expert weights path for a config.
@@ -354,12 +409,7 @@ pub fn train(
     );
 
     let apprentice = TrainableApprentice::new(cfg.backbone, cfg.seed, cfg.bn_momentum, device)?;
-    let opt_cfg = AdamWConfig {
-        lr: cfg.learning_rate,
-        weight_decay: cfg.weight_decay,
-        ..Default::default()
-    };
-    let mut opt = AdamW::new(apprentice.params.clone(), opt_cfg)?;
+    let mut opt = AdamW::new(apprentice.params.clone(), cfg.optimiser())?;
 
     // Resume a partial run of the same job if there is one.
     let state_dir = state_dir(&job.out);
@@ -447,11 +497,14 @@ pub fn train(
             let imgs: Vec<&RgbImage> = idx.iter().map(|&i| &data.train[i]).collect();
             let mut rng = step_rng(cfg.seed, epoch, step);
             let (x, mask) = make_batch(&imgs, cfg, &mut rng, device)?;
-            let fe = expert.net.features(&x, Mode::Eval)?;
-            let fa = apprentice.net.features(&x, Mode::Train)?;
-            let out = cdo_loss(&fe, &fa, Some(&mask), &cfg.loss())?;
-            let grads = out.total.backward()?;
-            opt.step(&grads)?;
+            let out = train_step(
+                &expert.net,
+                &apprentice.net,
+                &mut opt,
+                &x,
+                &mask,
+                &cfg.loss(),
+            )?;
             let loss = out
                 .total
                 .to_dtype(candle_core::DType::F64)?
@@ -497,32 +550,16 @@ pub fn train(
     let seconds = seconds_before + started.elapsed().as_secs_f64();
 
     // Calibrate on the held-out good images with the finished apprentice.
-    let meta = BundleMeta {
-        format_version: FORMAT_VERSION,
-        created: now_rfc3339(),
-        backbone: cfg.backbone,
-        expert_file: expert_file
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string(),
-        expert_sha256: expert.sha256.clone(),
-        input_size: cfg.image_size,
-        mean: IMAGENET_MEAN,
-        std: IMAGENET_STD,
-        smoothing_sigma: 4.0,
-        score: ScoreMethod::default(),
-        calibration: None,
-        training: TrainingRecord {
-            config: cfg.clone(),
-            images_used: data.train.len(),
-            images_skipped: data.skipped,
-            images_held_out: data.holdout.len(),
-            steps: opt.step,
-            final_loss: last_loss,
-            seconds,
-        },
+    let record = TrainingRecord {
+        config: cfg.clone(),
+        images_used: data.train.len(),
+        images_skipped: data.skipped,
+        images_held_out: data.holdout.len(),
+        steps: opt.step,
+        final_loss: last_loss,
+        seconds,
     };
+    let meta = bundle_meta(cfg, &expert_file, &expert.sha256, record);
     let state = apprentice.state_dict();
     let detector = Detector::from_state(meta, expert.net, state.clone(), device)?;
     let mut scores = Vec::new();

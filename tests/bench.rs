@@ -1,0 +1,94 @@
+//! `cdo-inspect bench` through the real binary, with tiny iteration counts: the JSON holds
+//! every stage with a positive, finite time. Speed itself is never asserted.
+
+mod common;
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cdo-inspect"))
+        .arg("bench")
+        .args(args)
+        .env("CDO_MODELS_DIR", common::lite0_weights().parent().unwrap())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("binary runs")
+}
+
+fn positive(v: &serde_json::Value, what: &str) -> f64 {
+    let x = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    assert!(x.is_finite() && x > 0.0, "{what} = {x}");
+    x
+}
+
+#[test]
+fn json_has_every_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    let photo = common::photo_path("chelsea.png");
+    let o = bench(&[
+        "--size",
+        "64",
+        "--batch",
+        "2",
+        "--iterations",
+        "2",
+        "--warmup",
+        "1",
+        "--train-iterations",
+        "1",
+        "--image",
+        photo.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["backbone"], "efficientnet-lite0");
+    assert_eq!(r["input_size"], 64);
+    for (run, batch) in [("batch1", 1), ("batch_n", 2)] {
+        assert_eq!(r[run]["batch"], batch);
+        let stages = r[run]["stages"].as_array().unwrap();
+        let names: Vec<&str> = stages
+            .iter()
+            .map(|s| s["stage"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, cdo_inspect::bench::STAGES);
+        for s in stages {
+            for key in ["median_ms", "p99_ms"] {
+                positive(&s[key], &format!("{run} {} {key}", s["stage"]));
+            }
+            assert_eq!(s["samples"], 2);
+        }
+        let e2e = positive(&r[run]["end_to_end"]["median_ms"], "end to end");
+        let fps = positive(&r[run]["frames_per_s"], "frames/s");
+        assert!((fps - batch as f64 * 1e3 / e2e).abs() < 1e-6 * fps);
+    }
+    positive(&r["train_step"]["step"]["median_ms"], "training step");
+    assert_eq!(r["train_step"]["batch"], 8);
+    positive(&r["peak_rss_bytes"], "peak RSS");
+    positive(&r["postprocess_share"], "post-processing share");
+    // The table for people names every stage too.
+    for stage in cdo_inspect::bench::STAGES {
+        assert!(out.contains(stage), "{stage} missing from\n{out}");
+    }
+}
+
+#[test]
+fn cuda_without_the_feature_is_a_clear_error() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let o = bench(&["--device", "cuda", "--iterations", "1"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cuda"), "{err}");
+}
