@@ -180,7 +180,7 @@ dir = "archive"
 pass_every = 5           # also keep every 5th passed part
 
 [logging]
-level = "warn"           # the demo prints each part itself
+level = "info"           # used by `cdo-inspect run --config` on this file
 "#,
         models = models_dir.display()
     )
