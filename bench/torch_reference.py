@@ -336,8 +336,9 @@ def onnx_session(net, size, path, threads):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # ORT's workers spin after each run by default; on two cores they then starve the
-    # post-processing that follows (measured: 8 ms -> 266 ms for the discrepancy stage).
+    # ORT's workers spin after each run by default and would compete with the torch
+    # post-processing that follows on a small machine. (Its discrepancy stage is still
+    # slow after ORT, cause not found: compare ORT's model rows, see RESULTS.md.)
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     return lambda t: [torch.from_numpy(o) for o in sess.run(None, {"x": t.numpy()})]
