@@ -24,7 +24,7 @@ setup_rust_target
 setup_zig
 setup_bindgen_cross
 start=$SECONDS
-cargo zigbuild --release --locked --target "$TRIPLE.$glibc"
+with_cross_headers cargo zigbuild --release --locked --target "$TRIPLE.$glibc"
 echo "build: $((SECONDS - start)) s"
 bin="target/$TRIPLE/release/cdo-inspect"
 ls -l "$bin"

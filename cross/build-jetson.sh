@@ -45,7 +45,7 @@ else
     setup_bindgen_cross
     setup_cuda_pypi
     apt_install binutils-aarch64-linux-gnu
-    cargo zigbuild --release --locked --features cuda --target "$TRIPLE.$glibc"
+    with_cross_headers cargo zigbuild --release --locked --features cuda --target "$TRIPLE.$glibc"
     built="$CARGO_TARGET_DIR/$TRIPLE/release/cdo-inspect"
     strip=aarch64-linux-gnu-strip
 fi

@@ -68,6 +68,13 @@ setup_bindgen_cross() {
     apt_install libclang-dev linux-libc-dev-arm64-cross libc6-dev-arm64-cross
 }
 
+# Runs a zigbuild command with bindgen pointed at those headers: under cargo-zigbuild,
+# clang does not search Debian's cross directory by itself. bindgen reads the variable
+# named after the target triple, hyphens included, which `export` cannot set; hence env.
+with_cross_headers() {
+    env "BINDGEN_EXTRA_CLANG_ARGS_$TRIPLE=-isystem /usr/aarch64-linux-gnu/include" "$@"
+}
+
 setup_cargo_deb() {
     local root="$TOOLS/cargo"
     if ! "$root/bin/cargo-deb" --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then

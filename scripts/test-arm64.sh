@@ -33,11 +33,11 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64
 export CDO_TEST_RUNNER=qemu-aarch64
 start=$SECONDS
 # shellcheck disable=SC2086
-cargo-zigbuild test --release --locked --target "$TRIPLE.$glibc" $QEMU_TESTS --no-run
+with_cross_headers cargo-zigbuild test --release --locked --target "$TRIPLE.$glibc" $QEMU_TESTS --no-run
 echo "tests built: $((SECONDS - start)) s"
 start=$SECONDS
 # shellcheck disable=SC2086
-cargo-zigbuild test --release --locked --target "$TRIPLE.$glibc" $QEMU_TESTS \
+with_cross_headers cargo-zigbuild test --release --locked --target "$TRIPLE.$glibc" $QEMU_TESTS \
     -- --test-threads="${TEST_THREADS:-2}"
 echo "tests under qemu: $((SECONDS - start)) s"
 
