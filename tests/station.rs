@@ -335,8 +335,8 @@ fn a_verdict_later_than_its_pulse_is_a_reject_at_the_deadline() {
 fn a_full_archive_disk_is_recorded_and_loses_no_part() {
     let f = fixture();
     let tmp = tempfile::tempdir().unwrap();
-    // A 64 KiB filesystem fills after a frame or two (needs root to mount); elsewhere an
-    // archive folder that cannot be created stands in for it.
+    // A 64 KiB filesystem fills after a frame or two (mounting needs root); without root,
+    // a read-only archive folder makes every write fail the same way.
     let archive = tmp.path().join("archive");
     std::fs::create_dir_all(&archive).unwrap();
     let mounted = Command::new("mount")
@@ -344,13 +344,12 @@ fn a_full_archive_disk_is_recorded_and_loses_no_part() {
         .arg(&archive)
         .status()
         .is_ok_and(|s| s.success());
-    let archive_dir = if mounted {
-        archive.clone()
-    } else {
-        eprintln!("tmpfs mount refused: using an uncreatable archive folder instead");
-        std::fs::write(tmp.path().join("not-a-dir"), b"").unwrap();
-        tmp.path().join("not-a-dir/archive")
-    };
+    if !mounted {
+        eprintln!("tmpfs mount refused: using a read-only archive folder instead");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let archive_dir = archive.clone();
     let parts: Vec<(&Path, &str)> = (0..4).map(|i| (f.good[i].as_path(), "good")).collect();
     let result = std::panic::catch_unwind(|| {
         run_replay(
