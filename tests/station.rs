@@ -215,7 +215,7 @@ fn every_trigger_is_one_record_and_defects_are_rejected_on_time() {
         ],
     );
     let mut messages: Vec<String> = Vec::new();
-    let mut drain_notify = |messages: &mut Vec<String>| {
+    let drain_notify = |messages: &mut Vec<String>| {
         let mut buf = [0u8; 512];
         while let Ok(n) = notify.recv(&mut buf) {
             messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
