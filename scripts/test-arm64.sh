@@ -27,6 +27,10 @@ echo "== 2. tests under qemu-aarch64"
 # to end (cli: sample data, a short training, infer with maps), checkpoint reading, the
 # CDO and metric vectors, and the real ImageNet expert's features (imagenet_expert).
 QEMU_TESTS="${QEMU_TESTS:---lib --test cli --test checkpoints --test cdo_vectors --test metric_vectors --test imagenet_expert}"
+# The build above ran in its own process: put the target, zig and the headers in place here.
+setup_rust_target
+setup_zig
+setup_bindgen_cross
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64
 # The tests start the binary too; it must go through the emulator as well.
