@@ -11,15 +11,18 @@ use super::replay::ReplaySource;
 use super::sim_gpio::SimGpio;
 use crate::config::{CameraSource, GpioBackend, InputLine, OutputLine, StationConfig};
 
-pub fn open_camera(cfg: &StationConfig) -> Result<Box<dyn FrameSource>> {
+/// The camera, and for a replay that plays once, how many frames it holds (the replay
+/// trigger stops after that many parts).
+pub fn open_camera(cfg: &StationConfig) -> Result<(Box<dyn FrameSource>, Option<usize>)> {
     let c = &cfg.camera;
     match c.source {
         CameraSource::Replay => {
             let r = &c.replay;
             let src = ReplaySource::open(&r.folder, r.looping, r.stall_after, r.stall_for, c.timeout)?;
-            Ok(Box::new(src))
+            let frames = (!r.looping).then(|| src.len());
+            Ok((Box::new(src), frames))
         }
-        CameraSource::V4l2 => open_v4l2(cfg),
+        CameraSource::V4l2 => Ok((open_v4l2(cfg)?, None)),
     }
 }
 

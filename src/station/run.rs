@@ -21,7 +21,7 @@ use super::recorder::Recorder;
 use super::records::RecordLog;
 use super::stages::{CaptureStage, InferStage, StageCounts, TriggerSource, TriggerStage};
 use crate::commands::{default_models_dir, open_device};
-use crate::config::{CameraSource, LightMode, StationConfig, TriggerMode};
+use crate::config::{LightMode, StationConfig, TriggerMode};
 use crate::infer::Detector;
 
 pub struct RunOptions {
@@ -71,14 +71,7 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
     let lo = calibration.as_ref().map_or(threshold * 0.5, |c| c.mean).min(threshold * 0.5);
     let overlay_range = (lo, 2.0 * threshold - lo);
 
-    let camera = open_camera(&cfg)?;
-    let replay_frames = match (&cfg.camera.source, cfg.camera.replay.looping) {
-        (CameraSource::Replay, false) => Some(
-            super::replay::ReplaySource::open(&cfg.camera.replay.folder, false, None, Duration::ZERO, Duration::ZERO)?
-                .len(),
-        ),
-        _ => None,
-    };
+    let (camera, replay_frames) = open_camera(&cfg)?;
     let gpio = Gpio::open(&cfg, epoch)?;
     let reject = gpio.output("reject", &cfg.outputs.reject)?;
     let pass = cfg.outputs.pass.as_ref().map(|o| gpio.output("pass", o)).transpose()?;
