@@ -2,7 +2,7 @@
 //! `shared/testdata/cdo_vectors.json` (computed with the authors' PyTorch formulas).
 
 use candle_core::{DType, Device, Tensor};
-use cdo_inspect::model::cdo::{anomaly_map, cdo_loss, LossConfig};
+use cdo_inspect::model::cdo::{anomaly_map, anomaly_maps_host, cdo_loss, LossConfig};
 use cdo_inspect::model::postprocess::{gaussian_smooth, max_value, top_fraction_mean};
 use serde::Deserialize;
 
@@ -138,6 +138,11 @@ fn anomaly_map_smoothing_and_scores() {
             .to_vec1()
             .unwrap();
         assert_map(&raw, &v.map_raw.data, &format!("map_raw ({dt:?})"));
+        // The host path CPU inference takes: the same maps.
+        let host = anomaly_maps_host(&tensors(&v.expert, dt), &tensors(&v.apprentice, dt), h, w)
+            .unwrap();
+        assert_eq!(host.len(), b);
+        assert_map(&host.concat(), &v.map_raw.data, &format!("host map_raw ({dt:?})"));
 
         for i in 0..b {
             let smooth = gaussian_smooth(&raw[i * plane..(i + 1) * plane], h, w, 4.0);

@@ -2,7 +2,7 @@
 //! broadcast scalars, and its backward builds comparison masks for each: several
 //! full-size temporaries per activation, which dominated EfficientNet training time.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, InplaceOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 struct Relu6;
@@ -76,20 +76,17 @@ impl Act {
 }
 
 /// Per-channel bias (N x C x H x W) and activation in one pass, for frozen networks.
-/// Separately they are two full passes over the activation, each writing a new tensor.
+/// Separately they are two full passes over the activation, each writing a new tensor;
+/// in place (`bias_act_in_place`) the pass also allocates nothing.
 struct BiasAct {
     bias: Vec<f32>,
     act: Act,
 }
 
-impl CustomOp1 for BiasAct {
-    fn name(&self) -> &'static str {
-        "bias-act"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = s else {
-            candle_core::bail!("bias-act: only f32 on the CPU fast path");
-        };
+impl BiasAct {
+    /// The plane size, after checking that `l` is a contiguous N x C x H x W layout whose
+    /// C matches the biases; and the contiguous range.
+    fn plane(&self, l: &Layout) -> Result<(usize, usize, usize)> {
         let Some((a, b)) = l.contiguous_offsets() else {
             candle_core::bail!("bias-act: input must be contiguous");
         };
@@ -101,47 +98,98 @@ impl CustomOp1 for BiasAct {
                 self.bias.len()
             );
         }
-        let data = &data[a..b];
-        let mut out = vec![0f32; data.len()];
-        // Same operations as `x + b` then the activation, so bit-identical results.
-        out.par_chunks_mut(h * w)
-            .zip(data.par_chunks(h * w))
+        Ok((h * w, a, b))
+    }
+
+    /// One plane of channel `ch`: the same operations as `x + b` then the activation, so
+    /// results are bit-identical to the unfused ops.
+    fn apply_plane(&self, ch: usize, plane: &mut [f32]) {
+        let bv = self.bias[ch % self.bias.len()];
+        match self.act {
+            Act::None => plane.iter_mut().for_each(|v| *v += bv),
+            Act::Relu => plane.iter_mut().for_each(|v| *v = (*v + bv).max(0.0)),
+            Act::Relu6 => plane
+                .iter_mut()
+                .for_each(|v| *v = (*v + bv).clamp(0.0, 6.0)),
+        }
+    }
+}
+
+impl CustomOp1 for BiasAct {
+    fn name(&self) -> &'static str {
+        "bias-act"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = s else {
+            candle_core::bail!("bias-act: only f32 on the CPU fast path");
+        };
+        let (plane, a, b) = self.plane(l)?;
+        let mut out = data[a..b].to_vec();
+        out.par_chunks_mut(plane)
             .enumerate()
-            .for_each(|(i, (o, x))| {
-                let bv = self.bias[i % c];
-                match self.act {
-                    Act::None => o.iter_mut().zip(x).for_each(|(o, &v)| *o = v + bv),
-                    Act::Relu => o
-                        .iter_mut()
-                        .zip(x)
-                        .for_each(|(o, &v)| *o = (v + bv).max(0.0)),
-                    Act::Relu6 => o
-                        .iter_mut()
-                        .zip(x)
-                        .for_each(|(o, &v)| *o = (v + bv).clamp(0.0, 6.0)),
-                }
-            });
+            .for_each(|(i, p)| self.apply_plane(i, p));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
+}
+
+impl InplaceOp1 for BiasAct {
+    fn name(&self) -> &'static str {
+        "bias-act-in-place"
+    }
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
+        let CpuStorage::F32(data) = s else {
+            candle_core::bail!("bias-act: only f32 on the CPU fast path");
+        };
+        let (plane, a, b) = self.plane(l)?;
+        data[a..b]
+            .par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(i, p)| self.apply_plane(i, p));
+        Ok(())
+    }
+}
+
+/// Whether `bias_act` can run fused: CPU f32, 4-D, nothing to differentiate.
+fn fusable(y: &Tensor, bias: &Tensor) -> bool {
+    y.device().is_cpu()
+        && y.dtype() == candle_core::DType::F32
+        && bias.dtype() == candle_core::DType::F32
+        && y.rank() == 4
+        && !y.track_op()
+        && !bias.track_op()
+}
+
+fn unfused(y: &Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
+    act.apply(&y.broadcast_add(&bias.reshape((1, bias.dim(0)?, 1, 1))?)?)
 }
 
 /// `act(y + bias)` with the bias broadcast over channels (dim 1). One fused pass on the
 /// CPU when nothing needs a gradient; candle's ops otherwise.
 pub fn bias_act(y: &Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
-    let fused = y.device().is_cpu()
-        && y.dtype() == candle_core::DType::F32
-        && bias.dtype() == candle_core::DType::F32
-        && y.rank() == 4
-        && !y.track_op()
-        && !bias.track_op();
-    if fused {
+    if fusable(y, bias) {
         let op = BiasAct {
             bias: bias.to_vec1::<f32>()?,
             act,
         };
         return y.contiguous()?.apply_op1_no_bwd(&op);
     }
-    act.apply(&y.broadcast_add(&bias.reshape((1, bias.dim(0)?, 1, 1))?)?)
+    unfused(y, bias, act)
+}
+
+/// `bias_act` written over `y`'s own storage when it can run fused and `y` is contiguous:
+/// no new buffer, which for a network's large activations saves an allocation, its
+/// zeroing and a pass of memory traffic per layer. `y` must be a layer's fresh output that
+/// nothing else holds (a view of another tensor would see the change).
+pub fn bias_act_in_place(y: Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
+    if fusable(&y, bias) && y.is_contiguous() {
+        let op = BiasAct {
+            bias: bias.to_vec1::<f32>()?,
+            act,
+        };
+        y.inplace_op1(&op)?;
+        return Ok(y);
+    }
+    bias_act(&y, bias, act)
 }
 
 #[cfg(test)]
@@ -166,7 +214,27 @@ mod tests {
                 plain.flatten_all().unwrap().to_vec1().unwrap(),
             );
             assert_eq!(f, p, "{act:?}");
+            // In place on a fresh copy: the same values, and in that copy's own storage.
+            let fresh = (&y * 1.0).unwrap();
+            let in_place = bias_act_in_place(fresh.clone(), &b, act).unwrap();
+            let q: Vec<f32> = in_place.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(q, p, "{act:?} in place");
+            let f2: Vec<f32> = fresh.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(f2, p, "{act:?} wrote over the given tensor");
         }
+        // A non-contiguous input is not written over: the copying path runs instead.
+        let t = y.transpose(2, 3).unwrap();
+        let before: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let out = bias_act_in_place(t.clone(), &b, Act::Relu).unwrap();
+        let after: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(before, after);
+        let expected = Act::Relu
+            .apply(&t.broadcast_add(&b.reshape((1, 3, 1, 1)).unwrap()).unwrap())
+            .unwrap();
+        assert_eq!(
+            out.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            expected.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
         // With a gradient to track, candle's differentiable ops are used.
         let v = Var::from_tensor(&y).unwrap();
         let g = bias_act(v.as_tensor(), &b, Act::Relu6)

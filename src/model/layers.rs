@@ -50,7 +50,12 @@ impl FromCheckpoint {
 
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         match self.checkpoint.take(name, shape) {
-            Ok(t) => t.to_device(&self.device),
+            // Detached: a checkpoint's tensors are constants here even when they came from
+            // a trainer's variables (calibration right after training). A tracked weight
+            // would make every forward pass record a gradient graph, keep each
+            // intermediate activation alive until the output is dropped, and rule out the
+            // fused no-gradient kernels.
+            Ok(t) => Ok(t.to_device(&self.device)?.detach()),
             Err(e) => {
                 let msg = e.to_string();
                 self.error.get_or_insert(e);
@@ -274,13 +279,19 @@ impl ConvBn {
         if let Some(bn) = self.bn.take() {
             let (scale, shift) = bn.eval_affine()?;
             let cout = self.weight.dim(0)?;
+            // Detached: the running statistics are variables (updated in place while
+            // training), and a folded model is frozen; see `FromCheckpoint::take`.
             self.weight = self
                 .weight
-                .broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?;
-            self.bias = Some(match &self.bias {
-                Some(b) => ((b * &scale)? + shift)?,
-                None => shift,
-            });
+                .broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?
+                .detach();
+            self.bias = Some(
+                match &self.bias {
+                    Some(b) => ((b * &scale)? + shift)?,
+                    None => shift,
+                }
+                .detach(),
+            );
         }
         Ok(())
     }
@@ -307,7 +318,8 @@ impl ConvBn {
         };
         match (&self.bias, &self.bn) {
             // Folded BatchNorm: bias and activation in one pass.
-            (Some(b), None) => bias_act(&y, b, act),
+            // `y` is this layer's fresh output: written over, no new buffer.
+            (Some(b), None) => bias_act_in_place(y, b, act),
             (Some(b), Some(bn)) => act.apply(&bn.forward(&bias_act(&y, b, Act::None)?, mode)?),
             (None, Some(bn)) => act.apply(&bn.forward(&y, mode)?),
             (None, None) => act.apply(&y),
@@ -334,7 +346,7 @@ impl Linear {
     }
 }
 
-pub use super::activation::{bias_act, relu6, Act};
+pub use super::activation::{bias_act, bias_act_in_place, relu6, Act};
 
 /// Checks that a tensor is 4-D f32 (the backbones' input contract).
 pub fn check_input(x: &Tensor) -> Result<()> {
