@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod depthwise;
 pub mod efficientnet_lite;
 pub mod layers;
+pub mod maxpool;
 pub mod postprocess;
 pub mod resize;
 pub mod resnet;

@@ -5,6 +5,7 @@
 use candle_core::{Result, Tensor};
 
 use super::layers::{check_input, Act, ConvBn, ConvSpec, Mode, ParamSource};
+use super::maxpool::max_pool2d;
 
 const BN_EPS: f64 = 1e-5;
 
@@ -182,12 +183,9 @@ impl ResNet {
     pub fn features(&self, x: &Tensor, mode: Mode) -> Result<Vec<Tensor>> {
         check_input(x)?;
         let h = self.stem.forward_act(x, mode, Act::Relu)?;
-        // 3x3/2 max-pool with padding 1: after ReLU every value is >= 0, so zero padding
-        // gives the same maximum as PyTorch's implicit -inf padding.
-        let mut h = h
-            .pad_with_zeros(2, 1, 1)?
-            .pad_with_zeros(3, 1, 1)?
-            .max_pool2d_with_stride(3, 2)?;
+        // 3x3/2 max-pool with padding 1, differentiable (candle's pool has no backward
+        // for overlapping windows).
+        let mut h = max_pool2d(&h, 3, 2, 1)?;
         let mut taps = Vec::with_capacity(3);
         for layer in &self.layers {
             for block in layer {
