@@ -11,6 +11,8 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use super::activation::Act;
+
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(d) = s else {
         candle_core::bail!("batchnorm: {what} must be f32");
@@ -61,7 +63,12 @@ fn per_plane(out: &mut [f32], c: usize, p: usize, f: impl Fn(usize, usize, &mut 
         .for_each(|(i, o)| f(i % c, i, o));
 }
 
-/// Batch statistics (2 x C: mean, biased variance), for the running-average update.
+/// Batch statistics per channel: mean, 1/sqrt(var + eps) and the biased variance. Computed
+/// once per forward pass and kept in the ops, so the backward pass does not walk `x` again.
+#[derive(Clone)]
+struct BatchStats(Vec<(f32, f32, f64)>);
+
+/// (x) -> the statistics' carrier; run once, on the host data.
 struct Stats {
     eps: f64,
 }
@@ -73,15 +80,18 @@ impl CustomOp1 for Stats {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, p) = bcp(l)?;
         let st = channel_stats(f32_slice(s, l, "x")?, b, c, p, self.eps);
+        // 3 x C: mean, 1/sqrt(var + eps), var.
         let mut out: Vec<f32> = st.iter().map(|s| s.0).collect();
+        out.extend(st.iter().map(|s| s.1));
         out.extend(st.iter().map(|s| s.2 as f32));
-        Ok((CpuStorage::F32(out), Shape::from((2, c))))
+        Ok((CpuStorage::F32(out), Shape::from((3, c))))
     }
 }
 
-/// y = γ (x − μ) / σ + β with batch statistics.
+/// y = act(γ (x − μ) / σ + β) with the batch statistics.
 struct Forward {
-    eps: f64,
+    stats: BatchStats,
+    act: Act,
 }
 
 impl CustomOp3 for Forward {
@@ -101,14 +111,23 @@ impl CustomOp3 for Forward {
         let x = f32_slice(xs, xl, "x")?;
         let gamma = f32_slice(gs, gl, "weight")?;
         let beta = f32_slice(bs, bl, "bias")?;
-        let st = channel_stats(x, b, c, p, self.eps);
+        let st = &self.stats.0;
         let mut out = vec![0f32; b * c * p];
         per_plane(&mut out, c, p, |ch, i, o| {
             let (mean, inv, _) = st[ch];
             let scale = gamma[ch] * inv;
             let shift = beta[ch] - mean * scale;
-            for (o, &v) in o.iter_mut().zip(&x[i * p..(i + 1) * p]) {
-                *o = v * scale + shift;
+            let xs = &x[i * p..(i + 1) * p];
+            match self.act {
+                Act::None => o.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * scale + shift),
+                Act::Relu => o
+                    .iter_mut()
+                    .zip(xs)
+                    .for_each(|(o, &v)| *o = (v * scale + shift).max(0.0)),
+                Act::Relu6 => o
+                    .iter_mut()
+                    .zip(xs)
+                    .for_each(|(o, &v)| *o = (v * scale + shift).clamp(0.0, 6.0)),
             }
         });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
@@ -119,14 +138,20 @@ impl CustomOp3 for Forward {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
+        // Through the activation first: its derivative is 1 where the output is strictly
+        // inside its range (PyTorch's convention at the kinks), else 0.
+        let dz = match self.act {
+            Act::None => dy,
+            act => dy.apply_op2_no_bwd(y, &ActGrad(act))?,
+        };
         // 2 x C: dβ, dγ.
-        let param_grads = x.apply_op2_no_bwd(&dy, &ParamGrads { eps: self.eps })?;
+        let param_grads = x.apply_op2_no_bwd(&dz, &ParamGrads(self.stats.clone()))?;
         let packed = Tensor::cat(&[&gamma.unsqueeze(0)?, &param_grads], 0)?;
-        let dx = x.apply_op3_no_bwd(&dy, &packed, &InputGrad { eps: self.eps })?;
+        let dx = x.apply_op3_no_bwd(&dz, &packed, &InputGrad(self.stats.clone()))?;
         Ok((
             Some(dx),
             Some(param_grads.get(1)?),
@@ -135,10 +160,41 @@ impl CustomOp3 for Forward {
     }
 }
 
-/// (x, dy) -> [dβ; dγ] (2 x C).
-struct ParamGrads {
-    eps: f64,
+/// (dy, y) -> dy where the activation's output is inside its linear range, else 0.
+struct ActGrad(Act);
+
+impl CustomOp2 for ActGrad {
+    fn name(&self) -> &'static str {
+        "bn-act-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        ds: &CpuStorage,
+        dl: &Layout,
+        ys: &CpuStorage,
+        yl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dy = f32_slice(ds, dl, "grad")?;
+        let y = f32_slice(ys, yl, "output")?;
+        let inside: fn(f32) -> bool = match self.0 {
+            Act::None => |_| true,
+            Act::Relu => |v| v > 0.0,
+            Act::Relu6 => |v| v > 0.0 && v < 6.0,
+        };
+        let mut out = vec![0f32; dy.len()];
+        out.par_chunks_mut(1 << 14)
+            .zip(dy.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
+            .for_each(|(o, (g, y))| {
+                for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
+                    *o = if inside(y) { g } else { 0.0 };
+                }
+            });
+        Ok((CpuStorage::F32(out), dl.shape().clone()))
+    }
 }
+
+/// (x, dz) -> [dβ; dγ] (2 x C).
+struct ParamGrads(BatchStats);
 
 impl CustomOp2 for ParamGrads {
     fn name(&self) -> &'static str {
@@ -154,7 +210,7 @@ impl CustomOp2 for ParamGrads {
         let (b, c, p) = bcp(xl)?;
         let x = f32_slice(xs, xl, "x")?;
         let dy = f32_slice(ds, dl, "grad")?;
-        let st = channel_stats(x, b, c, p, self.eps);
+        let st = &self.0 .0;
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
             .map(|ch| {
@@ -179,10 +235,8 @@ impl CustomOp2 for ParamGrads {
     }
 }
 
-/// (x, dy, [γ; dβ; dγ]) -> dx.
-struct InputGrad {
-    eps: f64,
-}
+/// (x, dz, [γ; dβ; dγ]) -> dx.
+struct InputGrad(BatchStats);
 
 impl CustomOp3 for InputGrad {
     fn name(&self) -> &'static str {
@@ -202,7 +256,7 @@ impl CustomOp3 for InputGrad {
         let dy = f32_slice(ds, dl, "grad")?;
         let packed = f32_slice(ps, pl, "params")?;
         let (gamma, dbeta, dgamma) = (&packed[..c], &packed[c..2 * c], &packed[2 * c..3 * c]);
-        let st = channel_stats(x, b, c, p, self.eps);
+        let st = &self.0 .0;
         let n = (b * p) as f32;
         let mut out = vec![0f32; b * c * p];
         per_plane(&mut out, c, p, |ch, i, o| {
@@ -224,15 +278,43 @@ pub fn fast_path(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
 
-/// Training-mode BatchNorm output (differentiable wrt x, weight and bias).
-pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
-    x.contiguous()?.apply_op3(weight, bias, Forward { eps })
+/// A training-mode BatchNorm pass: the output and the batch statistics.
+pub struct TrainOutput {
+    /// `act(BN(x))`, differentiable wrt x, weight and bias.
+    pub y: Tensor,
+    /// Batch mean per channel (no gradient).
+    pub mean: Tensor,
+    /// Biased batch variance per channel (no gradient).
+    pub var: Tensor,
 }
 
-/// Batch mean and biased variance per channel (no gradient).
-pub fn batch_stats(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
-    let st = x.contiguous()?.apply_op1_no_bwd(&Stats { eps })?;
-    Ok((st.get(0)?, st.get(1)?))
+/// Training-mode BatchNorm followed by `act`, as one op: the statistics are computed once
+/// (for the output, both gradients and the running averages), and the activation costs
+/// neither a tensor of its own nor a node in the gradient graph.
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    act: Act,
+) -> Result<TrainOutput> {
+    let x = x.contiguous()?;
+    let st = x.apply_op1_no_bwd(&Stats { eps })?;
+    let host = st.to_vec2::<f32>()?;
+    let stats = BatchStats(
+        host[0]
+            .iter()
+            .zip(&host[1])
+            .zip(&host[2])
+            .map(|((&m, &i), &v)| (m, i, v as f64))
+            .collect(),
+    );
+    let y = x.apply_op3(weight, bias, Forward { stats, act })?;
+    Ok(TrainOutput {
+        y,
+        mean: st.get(0)?,
+        var: st.get(2)?,
+    })
 }
 
 #[cfg(test)]
@@ -290,46 +372,51 @@ mod tests {
         let b = Var::from_tensor(&Tensor::randn(0f32, 0.3, 5, &dev).unwrap()).unwrap();
         let probe = Tensor::randn(0f32, 1., (3, 5, 6, 7), &dev).unwrap();
         let eps = 1e-3;
-        let ours = batch_norm_train(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps).unwrap();
-        let theirs = reference(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps);
-        assert!(max_diff(&ours, &theirs) < 1e-5);
-        let g1 = (ours * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (theirs * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for v in [&x, &w, &b] {
-            let d = max_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
-            assert!(d < 1e-4, "gradient differs by {d}");
+        for act in [Act::None, Act::Relu, Act::Relu6] {
+            let out = batch_norm_train(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps, act)
+                .unwrap();
+            let theirs = act
+                .apply(&reference(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps))
+                .unwrap();
+            assert!(max_diff(&out.y, &theirs) < 1e-5, "{act:?}");
+            let g1 = (&out.y * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (theirs * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in [&x, &w, &b] {
+                let d = max_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+                assert!(d < 1e-4, "{act:?}: gradient differs by {d}");
+            }
+            let rmean = x
+                .as_tensor()
+                .transpose(0, 1)
+                .unwrap()
+                .flatten_from(1)
+                .unwrap()
+                .mean(1)
+                .unwrap();
+            let rvar = x
+                .as_tensor()
+                .transpose(0, 1)
+                .unwrap()
+                .flatten_from(1)
+                .unwrap()
+                .broadcast_sub(&rmean.unsqueeze(1).unwrap())
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .mean(1)
+                .unwrap();
+            assert!(max_diff(&out.mean, &rmean) < 1e-5 && max_diff(&out.var, &rvar) < 1e-4);
+            assert!(!out.mean.track_op() && !out.var.track_op());
         }
-        let (mean, var) = batch_stats(x.as_tensor(), eps).unwrap();
-        let rmean = x
-            .as_tensor()
-            .transpose(0, 1)
-            .unwrap()
-            .flatten_from(1)
-            .unwrap()
-            .mean(1)
-            .unwrap();
-        let rvar = x
-            .as_tensor()
-            .transpose(0, 1)
-            .unwrap()
-            .flatten_from(1)
-            .unwrap()
-            .broadcast_sub(&rmean.unsqueeze(1).unwrap())
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .mean(1)
-            .unwrap();
-        assert!(max_diff(&mean, &rmean) < 1e-5 && max_diff(&var, &rvar) < 1e-4);
     }
 }

@@ -163,20 +163,27 @@ impl BatchNorm {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_act(x, mode, Act::None)
+    }
+
+    /// `act(BN(x))`. In training on the CPU the activation runs inside BatchNorm's own
+    /// kernel (one op, one tensor, one node in the gradient graph).
+    pub fn forward_act(&self, x: &Tensor, mode: Mode, act: Act) -> Result<Tensor> {
         let c = self.weight.dim(0)?;
         match mode {
             Mode::Eval => {
                 let (scale, shift) = self.eval_affine()?;
-                x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
-                    .broadcast_add(&shift.reshape((1, c, 1, 1))?)
+                act.apply(
+                    &x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+                        .broadcast_add(&shift.reshape((1, c, 1, 1))?)?,
+                )
             }
             Mode::Train => {
                 let (b, _, h, w) = x.dims4()?;
                 let n = (b * h * w) as f64;
                 let (out, mean, var) = if batchnorm::fast_path(x) {
-                    let out = batchnorm::batch_norm_train(x, &self.weight, &self.bias, self.eps)?;
-                    let (mean, var) = batchnorm::batch_stats(x, self.eps)?;
-                    (out, mean, var)
+                    let t = batchnorm::batch_norm_train(x, &self.weight, &self.bias, self.eps, act)?;
+                    (t.y, t.mean, t.var)
                 } else {
                     // Reduce the contiguous spatial axis first, then the small batch axis.
                     let channel_mean = |t: &Tensor| -> Result<Tensor> {
@@ -192,7 +199,7 @@ impl BatchNorm {
                         .broadcast_div(&(&var + self.eps)?.sqrt()?)?
                         .broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?
                         .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?;
-                    (out, mean.flatten_all()?, var.flatten_all()?)
+                    (act.apply(&out)?, mean.flatten_all()?, var.flatten_all()?)
                 };
                 // Running statistics: exponential moving average, no gradient.
                 let m = self.momentum;
@@ -320,8 +327,8 @@ impl ConvBn {
             // Folded BatchNorm: bias and activation in one pass.
             // `y` is this layer's fresh output: written over, no new buffer.
             (Some(b), None) => bias_act_in_place(y, b, act),
-            (Some(b), Some(bn)) => act.apply(&bn.forward(&bias_act(&y, b, Act::None)?, mode)?),
-            (None, Some(bn)) => act.apply(&bn.forward(&y, mode)?),
+            (Some(b), Some(bn)) => bn.forward_act(&bias_act(&y, b, Act::None)?, mode, act),
+            (None, Some(bn)) => bn.forward_act(&y, mode, act),
             (None, None) => act.apply(&y),
         }
     }
