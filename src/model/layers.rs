@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use super::batchnorm;
 use super::checkpoint::{Checkpoint, CheckpointError};
 use super::depthwise::depthwise_conv2d;
+use super::im2col;
 
 /// How a parameter is initialised when it is created rather than loaded (PyTorch's defaults).
 #[derive(Debug, Clone, Copy)]
@@ -321,7 +322,7 @@ impl ConvBn {
             wm.broadcast_matmul(&x.reshape((b, cin, h * w))?)?
                 .reshape((b, cout, h, w))?
         } else {
-            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+            im2col::conv2d(x, &self.weight, self.stride, self.padding)?
         };
         match (&self.bias, &self.bn) {
             // Folded BatchNorm: bias and activation in one pass.

@@ -7,6 +7,7 @@ pub mod cdo;
 pub mod checkpoint;
 pub mod depthwise;
 pub mod efficientnet_lite;
+pub mod im2col;
 pub mod layers;
 pub mod maxpool;
 pub mod postprocess;
