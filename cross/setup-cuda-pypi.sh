@@ -47,6 +47,11 @@ setup_cuda_pypi() {
         [ -n "$so" ] || die "lib$lib.so.N missing from the aarch64 wheels in $target"
         ln -sfn "$so" "$link/lib$lib.so"
     done
+    # candle-kernels builds its static kernels into libmoe.a and asks for `-lmoe` with no
+    # kind, which rustc passes after -Bdynamic; zig's linker then looks only for
+    # libmoe.so and fails (cargo-zigbuild issue 209). This libmoe.so is a linker script
+    # that names the archive, which the linker finds in candle-kernels' output folder.
+    echo 'INPUT(libmoe.a)' >"$link/libmoe.so"
     # The driver stub: one empty function per driver entry point in cudarc's bindings.
     if [ ! -f "$link/libcuda.so" ]; then
         local sys
