@@ -3,6 +3,8 @@
 //! These run on plain `f32` slices after the map has left the device, so they are written for
 //! speed on the CPU (separable filter, cache-friendly passes, selection instead of sorting).
 
+use rayon::prelude::*;
+
 /// Gaussian smoothing identical to `scipy.ndimage.gaussian_filter(map, sigma)` with its
 /// defaults: truncate 4.0 (radius = int(4σ + 0.5)), mode 'reflect' (half-sample symmetric:
 /// `d c b a | a b c d | d c b a`), normalised kernel, applied separably.
@@ -20,42 +22,47 @@ pub fn gaussian_smooth(map: &[f32], h: usize, w: usize, sigma: f32) -> Vec<f32> 
     let kernel = gaussian_kernel(sigma as f64, 4.0);
     let r = kernel.len() / 2;
 
-    // Pass 1 along rows (axis 1), through a reflect-padded line buffer.
+    // Pass 1 along rows (axis 1), through a reflect-padded line buffer. Rows are
+    // independent, as are the output rows of pass 2, so both passes run in parallel
+    // (a batch's maps are also smoothed in parallel; rayon shares the cores out).
     let mut tmp = vec![0.0f64; h * w];
-    let mut line = vec![0.0f64; w + 2 * r];
     let col_idx: Vec<usize> = (0..w + 2 * r)
         .map(|i| reflect_index(i as isize - r as isize, w))
         .collect();
-    for (src, dst) in map.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
-        for (l, &j) in line.iter_mut().zip(&col_idx) {
-            *l = src[j] as f64;
-        }
-        for (x, o) in dst.iter_mut().enumerate() {
-            *o = line[x..x + kernel.len()]
-                .iter()
-                .zip(&kernel)
-                .map(|(a, k)| a * k)
-                .sum();
-        }
-    }
+    tmp.par_chunks_mut(w).zip(map.par_chunks(w)).for_each_init(
+        || vec![0.0f64; w + 2 * r],
+        |line, (dst, src)| {
+            for (l, &j) in line.iter_mut().zip(&col_idx) {
+                *l = src[j] as f64;
+            }
+            for (x, o) in dst.iter_mut().enumerate() {
+                *o = line[x..x + kernel.len()]
+                    .iter()
+                    .zip(&kernel)
+                    .map(|(a, k)| a * k)
+                    .sum();
+            }
+        },
+    );
 
     // Pass 2 along columns (axis 0): accumulate whole rows, which keeps memory access
     // sequential and vectorisable.
     let mut out = vec![0.0f32; h * w];
-    let mut acc = vec![0.0f64; w];
-    for (y, orow) in out.chunks_exact_mut(w).enumerate() {
-        acc.iter_mut().for_each(|a| *a = 0.0);
-        for (t, &k) in kernel.iter().enumerate() {
-            let sy = reflect_index(y as isize + t as isize - r as isize, h);
-            let srow = &tmp[sy * w..(sy + 1) * w];
-            for (a, &s) in acc.iter_mut().zip(srow) {
-                *a += k * s;
+    out.par_chunks_mut(w).enumerate().for_each_init(
+        || vec![0.0f64; w],
+        |acc, (y, orow)| {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (t, &k) in kernel.iter().enumerate() {
+                let sy = reflect_index(y as isize + t as isize - r as isize, h);
+                for (a, &s) in acc.iter_mut().zip(&tmp[sy * w..(sy + 1) * w]) {
+                    *a += k * s;
+                }
             }
-        }
-        for (o, &a) in orow.iter_mut().zip(&acc) {
-            *o = a as f32;
-        }
-    }
+            for (o, &a) in orow.iter_mut().zip(acc.iter()) {
+                *o = a as f32;
+            }
+        },
+    );
     out
 }
 
