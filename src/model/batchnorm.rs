@@ -14,13 +14,7 @@ use rayon::prelude::*;
 use super::activation::Act;
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(d) = s else {
-        candle_core::bail!("batchnorm: {what} must be f32");
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&d[a..b]),
-        None => candle_core::bail!("batchnorm: {what} must be contiguous"),
-    }
+    super::cpu_f32("batchnorm", what, s, l)
 }
 
 /// (batch, channels, plane size) of a B x C x H x W layout.

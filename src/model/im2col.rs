@@ -39,13 +39,7 @@ impl Geom {
 }
 
 fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(d) = s else {
-        bail!("im2col: {what} must be f32")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&d[a..b]),
-        None => bail!("im2col: {what} must be contiguous"),
-    }
+    super::cpu_f32("im2col", what, s, l)
 }
 
 /// (B, C, H, W) -> (B, C*k*k, OH*OW): row `(c, i, j)` holds input channel `c` seen

@@ -44,13 +44,7 @@ impl Pool {
 }
 
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        bail!("max-pool: {what} must be f32")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("max-pool: {what} must be contiguous"),
-    }
+    super::cpu_f32("max-pool", what, s, l)
 }
 
 struct MaxPool(Pool);

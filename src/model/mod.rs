@@ -13,3 +13,20 @@ pub mod maxpool;
 pub mod postprocess;
 pub mod resize;
 pub mod resnet;
+
+/// The contiguous f32 data of a custom op's CPU operand, or an error naming the op and
+/// the operand (`what`).
+pub(crate) fn cpu_f32<'a>(
+    op: &str,
+    what: &str,
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+) -> candle_core::Result<&'a [f32]> {
+    let candle_core::CpuStorage::F32(d) = s else {
+        candle_core::bail!("{op}: {what} must be f32");
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&d[a..b]),
+        None => candle_core::bail!("{op}: {what} must be contiguous"),
+    }
+}
