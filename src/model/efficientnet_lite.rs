@@ -2,9 +2,10 @@
 //! `_blocks.N._expand_conv` ...). Lite variant: no squeeze-excite, ReLU6, BatchNorm eps
 //! 1e-3, symmetric padding k/2, fixed stem (32) and head (1280).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 use super::layers::{check_input, Act, ConvBn, ConvSpec, Linear, Mode, ParamSource};
+use super::mbconv::FusedMbConv;
 
 const BN_EPS: f64 = 1e-3;
 
@@ -42,10 +43,20 @@ struct MbBlock {
     depthwise: ConvBn,
     project: ConvBn,
     residual: bool,
+    cin: usize,
+    k: usize,
+    stride: usize,
+    /// The same block as one fused CPU kernel, once BatchNorm is folded (frozen, f32, CPU).
+    fused: Option<FusedMbConv>,
 }
 
 impl MbBlock {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if let (Mode::Eval, Some(f)) = (mode, &self.fused) {
+            if x.device().is_cpu() && x.dtype() == DType::F32 {
+                return f.forward(x);
+            }
+        }
         let mut h = x.clone();
         if let Some(e) = &self.expand {
             h = e.forward_act(&h, mode, Act::Relu6)?;
@@ -63,7 +74,25 @@ impl MbBlock {
             e.fold_bn()?;
         }
         self.depthwise.fold_bn()?;
-        self.project.fold_bn()
+        self.project.fold_bn()?;
+        let expand = match &self.expand {
+            Some(e) => match e.folded_host()? {
+                Some(d) => Some(d),
+                None => return Ok(()),
+            },
+            None => None,
+        };
+        if let (Some(dw), Some(pr)) = (self.depthwise.folded_host()?, self.project.folded_host()?) {
+            self.fused = Some(FusedMbConv::new(
+                self.cin,
+                self.k,
+                self.stride,
+                expand,
+                dw,
+                pr,
+            )?);
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +178,10 @@ impl EfficientNetLite0 {
                     depthwise,
                     project,
                     residual: s == 1 && cin == cout,
+                    cin,
+                    k,
+                    stride: s,
+                    fused: None,
                 });
                 cin = cout;
                 idx += 1;

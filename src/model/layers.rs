@@ -183,7 +183,8 @@ impl BatchNorm {
                 let (b, _, h, w) = x.dims4()?;
                 let n = (b * h * w) as f64;
                 let (out, mean, var) = if batchnorm::fast_path(x) {
-                    let t = batchnorm::batch_norm_train(x, &self.weight, &self.bias, self.eps, act)?;
+                    let t =
+                        batchnorm::batch_norm_train(x, &self.weight, &self.bias, self.eps, act)?;
                     (t.y, t.mean, t.var)
                 } else {
                     // Reduce the contiguous spatial axis first, then the small batch axis.
@@ -306,6 +307,22 @@ impl ConvBn {
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         self.forward_act(x, mode, Act::None)
+    }
+
+    /// A folded layer's weight (flattened, PyTorch order) and bias as host f32, for the
+    /// fused CPU kernels; None when BatchNorm is not folded or the layer is elsewhere.
+    pub fn folded_host(&self) -> Result<Option<super::mbconv::Dense>> {
+        match (&self.bias, &self.bn) {
+            (Some(b), None)
+                if self.weight.device().is_cpu() && self.weight.dtype() == DType::F32 =>
+            {
+                Ok(Some(super::mbconv::Dense {
+                    weight: self.weight.flatten_all()?.to_vec1()?,
+                    bias: b.to_vec1()?,
+                }))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The convolution, its BatchNorm, then `act`.

@@ -10,6 +10,7 @@ pub mod efficientnet_lite;
 pub mod im2col;
 pub mod layers;
 pub mod maxpool;
+pub mod mbconv;
 pub mod postprocess;
 pub mod resize;
 pub mod resnet;

@@ -1,0 +1,745 @@
+//! EfficientNet's inverted-residual block, fused, for frozen networks on the CPU.
+//!
+//! Layer by layer a block is a 1x1 expand GEMM, a bias + ReLU6 pass, the depthwise
+//! convolution, another bias + ReLU6 pass, the 1x1 project GEMM, a bias pass and the
+//! residual add: seven trips through memory, four new tensors, and the largest of them is
+//! the expanded activation (six times the input's channels). Here that activation never
+//! exists whole. The block works through its middle channels a chunk at a time and its
+//! output rows a band at a time, so that one tile stays in the core's L2 cache:
+//!
+//! 1. the expand GEMM for the chunk's channels over the input rows the band needs;
+//! 2. bias + ReLU6, written into a zero-padded scratch tile (split into stride phases, so a
+//!    strided tap reads a contiguous run);
+//! 3. the depthwise convolution, its sums held in registers with the bias added first and
+//!    ReLU6 applied on the way out.
+//!
+//! Then one project GEMM over all middle channels accumulates onto an output that already
+//! holds the project bias and the residual. Same arithmetic as the layer-by-layer path up
+//! to the order of float sums (fused multiply-adds where the CPU has them).
+
+use std::sync::Mutex;
+
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Output columns computed per register block (two AVX vectors).
+const LANES: usize = 16;
+/// Scratch bytes per tile: about half a core's L2 here, so the tile survives the GEMM.
+const TILE_BYTES: usize = 256 * 1024;
+/// Middle channels per chunk, at most; fewer when the block has fewer.
+const CHUNK: usize = 32;
+
+/// A 1x1 convolution as a row-major matrix (out x in) and its bias.
+pub struct Dense {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// One inverted-residual block with BatchNorm folded, ReLU6 after expand and depthwise.
+pub struct FusedMbConv {
+    cin: usize,
+    mid: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    /// None when the expand ratio is 1 (the depthwise reads the input itself).
+    expand: Option<Dense>,
+    /// mid x k x k, and mid biases.
+    depthwise: Dense,
+    project: Dense,
+    residual: bool,
+}
+
+impl FusedMbConv {
+    /// Checks every shape once, so the kernels can index without surprises.
+    pub fn new(
+        cin: usize,
+        k: usize,
+        stride: usize,
+        expand: Option<Dense>,
+        depthwise: Dense,
+        project: Dense,
+    ) -> Result<Self> {
+        let mid = depthwise.bias.len();
+        let cout = project.bias.len();
+        if k == 0 || k % 2 == 0 || !(1..=2).contains(&stride) {
+            bail!("fused block: kernel {k} stride {stride} not supported (odd k, stride 1 or 2)");
+        }
+        match &expand {
+            Some(e) if e.bias.len() != mid || e.weight.len() != mid * cin => {
+                bail!("fused block: expand weights do not fit {cin} -> {mid} channels")
+            }
+            None if mid != cin => bail!("fused block: no expand, yet {cin} in and {mid} middle"),
+            _ => {}
+        }
+        if depthwise.weight.len() != mid * k * k || project.weight.len() != cout * mid {
+            bail!("fused block: depthwise or project weights do not fit {mid} -> {cout} channels");
+        }
+        Ok(Self {
+            cin,
+            mid,
+            cout,
+            k,
+            stride,
+            expand,
+            depthwise,
+            project,
+            residual: stride == 1 && cin == cout,
+        })
+    }
+
+    /// The block on a B x cin x H x W f32 CPU tensor. No gradient: frozen networks only.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.contiguous()?.apply_op1_no_bwd(self)
+    }
+
+    fn pad(&self) -> usize {
+        self.k / 2
+    }
+
+    fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let p = self.pad();
+        let f = |n: usize| (n + 2 * p - self.k) / self.stride + 1;
+        (f(h), f(w))
+    }
+
+    /// One image: `x` is cin x H x W, `y` cout x OH x OW and already holds the project
+    /// bias (and the residual).
+    fn image(&self, x: &[f32], y: &mut [f32], h: usize, w: usize) {
+        let (oh, ow) = self.out_size(h, w);
+        let tile = Tile::new(self, h, w, oh, ow);
+        let chunk = CHUNK.min(self.mid);
+        let mut mids = POOL.take(self.mid * oh * ow);
+        mids.par_chunks_mut(chunk * oh * ow)
+            .enumerate()
+            .for_each(|(i, d)| self.chunk(x, i * chunk, d, &tile));
+        // SAFETY: y is cout x (oh*ow), mids mid x (oh*ow), the weight cout x mid, all
+        // row-major and contiguous, sizes as allocated; no aliasing between them.
+        unsafe {
+            gemm::gemm(
+                self.cout,
+                oh * ow,
+                self.mid,
+                y.as_mut_ptr(),
+                1,
+                (oh * ow) as isize,
+                true,
+                self.project.weight.as_ptr(),
+                1,
+                self.mid as isize,
+                mids.as_ptr(),
+                1,
+                (oh * ow) as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        POOL.give(mids);
+    }
+
+    /// Middle channels `c0 ..` (as many as `d` has planes): expand, pad, depthwise, band
+    /// by band; writes the chunk's activated depthwise output into `d`.
+    fn chunk(&self, x: &[f32], c0: usize, d: &mut [f32], t: &Tile) {
+        let (s, k, p) = (self.stride, self.k, self.pad());
+        let cc = d.len() / (t.oh * t.ow);
+        let mut expanded = POOL.take(cc * t.band_in_rows * t.w);
+        let mut padded = POOL.take(cc * t.band_padded_rows * t.padded_row);
+        let mut r0 = 0;
+        while r0 < t.oh {
+            let r1 = (r0 + t.band).min(t.oh);
+            // Padded rows [pr0, pr1) feed output rows [r0, r1); input row = padded - p.
+            let pr0 = r0 * s;
+            let pr1 = (r1 - 1) * s + k;
+            let iy0 = pr0.saturating_sub(p).min(t.h);
+            let iy1 = pr1.saturating_sub(p).min(t.h);
+            let n = (iy1 - iy0) * t.w;
+            // The chunk's planes, rows iy0..iy1: expanded into scratch, or the input.
+            let (src, src_plane): (&[f32], usize) = match &self.expand {
+                Some(e) => {
+                    if n > 0 {
+                        // SAFETY: dst is cc x n, lhs the chunk's cc x cin weight rows,
+                        // rhs cin rows of n floats, HW apart, starting at row iy0.
+                        unsafe {
+                            gemm::gemm(
+                                cc,
+                                n,
+                                self.cin,
+                                expanded.as_mut_ptr(),
+                                1,
+                                n as isize,
+                                false,
+                                e.weight[c0 * self.cin..].as_ptr(),
+                                1,
+                                self.cin as isize,
+                                x[iy0 * t.w..].as_ptr(),
+                                1,
+                                (t.h * t.w) as isize,
+                                0.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                    }
+                    (&expanded[..cc * n], n)
+                }
+                None => (&x[c0 * t.h * t.w + iy0 * t.w..], t.h * t.w),
+            };
+            let tile_len = (pr1 - pr0) * t.padded_row;
+            for c in 0..cc {
+                let band = Band {
+                    src: &src[c * src_plane..],
+                    expand_bias: self.expand.as_ref().map(|e| e.bias[c0 + c]),
+                    first_row: pr0,
+                    first_src_row: iy0,
+                    kernel: &self.depthwise.weight[(c0 + c) * k * k..(c0 + c + 1) * k * k],
+                    bias: self.depthwise.bias[c0 + c],
+                };
+                let dplane = &mut d[c * t.oh * t.ow..(c + 1) * t.oh * t.ow];
+                let out = &mut dplane[r0 * t.ow..r1 * t.ow];
+                let tile = &mut padded[c * tile_len..(c + 1) * tile_len];
+                match (k, s) {
+                    (3, 1) => dispatch::<3, 1>(&band, tile, out, t),
+                    (3, 2) => dispatch::<3, 2>(&band, tile, out, t),
+                    (5, 1) => dispatch::<5, 1>(&band, tile, out, t),
+                    (5, 2) => dispatch::<5, 2>(&band, tile, out, t),
+                    _ => band_loops::<0, 0, false>(&band, tile, out, t, k, s),
+                }
+            }
+            r0 = r1;
+        }
+        POOL.give(expanded);
+        POOL.give(padded);
+    }
+}
+
+/// Scratch geometry shared by a block's chunks for one input size.
+struct Tile {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    /// Output rows per band, and the most input / padded rows a band touches.
+    band: usize,
+    band_in_rows: usize,
+    band_padded_rows: usize,
+    /// One stride phase of a padded row: the output row rounded up to whole register
+    /// blocks plus the kernel's reach into the phase.
+    phase_len: usize,
+    padded_row: usize,
+}
+
+impl Tile {
+    fn new(b: &FusedMbConv, h: usize, w: usize, oh: usize, ow: usize) -> Self {
+        let (s, k) = (b.stride, b.k);
+        let phase_len = ow.div_ceil(LANES) * LANES + (k - 1) / s;
+        let padded_row = s * phase_len;
+        let cc = CHUNK.min(b.mid);
+        // Floats per output row of a band: s input rows expanded plus s padded rows.
+        let per_row = cc * s * (w + padded_row);
+        let band = (TILE_BYTES / 4 / per_row.max(1)).clamp(1, oh);
+        let band_padded_rows = (band - 1) * s + k;
+        Self {
+            h,
+            w,
+            oh,
+            ow,
+            band,
+            band_in_rows: band_padded_rows.min(h),
+            band_padded_rows,
+            phase_len,
+            padded_row,
+        }
+    }
+}
+
+/// One channel's share of a band: where its input rows are and its weights.
+struct Band<'a> {
+    /// The channel's input plane from row `first_src_row` on (expanded, or the block's
+    /// input when there is no expand layer).
+    src: &'a [f32],
+    /// The expand layer's bias; with it the depthwise input is ReLU6(src + bias).
+    expand_bias: Option<f32>,
+    /// The first padded row of the band's tile.
+    first_row: usize,
+    first_src_row: usize,
+    kernel: &'a [f32],
+    bias: f32,
+}
+
+/// `band_loops` for one kernel size and stride: hand-vectorised for AVX2 + FMA where the
+/// CPU has them, otherwise compiled from the portable loops.
+fn dispatch<const K: usize, const S: usize>(b: &Band, tile: &mut [f32], out: &mut [f32], t: &Tile) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        return unsafe { avx2::band::<K, S>(b, tile, out, t) };
+    }
+    // aarch64 has NEON with fused multiply-add everywhere; elsewhere a plain multiply-add.
+    band_loops::<K, S, { cfg!(target_arch = "aarch64") }>(b, tile, out, t, K, S)
+}
+
+/// Fills one channel's padded tile for the band, then computes its depthwise output rows
+/// (`out`: whole rows). `K` and `S` are the kernel size and stride when known at compile
+/// time (0: use `k`, `s`); `FMA` says whether `mul_add` is one instruction here.
+#[inline(always)]
+fn band_loops<const K: usize, const S: usize, const FMA: bool>(
+    b: &Band,
+    tile: &mut [f32],
+    out: &mut [f32],
+    t: &Tile,
+    k: usize,
+    s: usize,
+) {
+    let k = if K > 0 { K } else { k };
+    let s = if S > 0 { S } else { s };
+    fill_tile(b, tile, t, k / 2, s, fill_run, deinterleave);
+    let w = &b.kernel[..k * k];
+    for (r, orow) in out.chunks_exact_mut(t.ow).enumerate() {
+        let rows = &tile[r * s * t.padded_row..];
+        for (blk, dst) in orow.chunks_mut(LANES).enumerate() {
+            let x0 = blk * LANES;
+            let mut acc = [b.bias; LANES];
+            for i in 0..k {
+                let row = &rows[i * t.padded_row..(i + 1) * t.padded_row];
+                for j in 0..k {
+                    let at = (j % s) * t.phase_len + x0 + j / s;
+                    let run: &[f32; LANES] = row[at..at + LANES].try_into().unwrap();
+                    let wv = w[i * k + j];
+                    for l in 0..LANES {
+                        acc[l] = if FMA {
+                            wv.mul_add(run[l], acc[l])
+                        } else {
+                            acc[l] + wv * run[l]
+                        };
+                    }
+                }
+            }
+            for (o, a) in dst.iter_mut().zip(acc) {
+                *o = a.clamp(0.0, 6.0);
+            }
+        }
+    }
+}
+
+/// One channel's padded tile for a band. Padded column c (input column c - p) goes to
+/// phase c % s, position c / s, so each tap of a strided kernel reads a contiguous run;
+/// padding is zeros. `run` writes a contiguous run of depthwise inputs, `pairs` the
+/// even and odd columns of a stride-2 row.
+#[inline(always)]
+fn fill_tile(
+    b: &Band,
+    tile: &mut [f32],
+    t: &Tile,
+    p: usize,
+    s: usize,
+    run: impl Fn(&mut [f32], &[f32], Option<f32>),
+    pairs: impl Fn(&mut [f32], &mut [f32], &[f32], Option<f32>),
+) {
+    for (r, prow) in tile.chunks_exact_mut(t.padded_row).enumerate() {
+        let iy = (b.first_row + r).checked_sub(p).filter(|&iy| iy < t.h);
+        let Some(iy) = iy else {
+            prow.fill(0.0);
+            continue;
+        };
+        let at = (iy - b.first_src_row) * t.w;
+        let src = &b.src[at..at + t.w];
+        // Per phase: positions [lo, lo + n) hold data, from input column `first` on
+        // (every s-th); the rest is padding.
+        let mut runs = [(0usize, 0usize); 2];
+        for (ph, phase) in prow.chunks_exact_mut(t.phase_len).enumerate() {
+            let lo = p.saturating_sub(ph).div_ceil(s).min(t.phase_len);
+            let first = lo * s + ph - p;
+            let n = (t.w.saturating_sub(first))
+                .div_ceil(s)
+                .min(t.phase_len - lo);
+            phase[..lo].fill(0.0);
+            phase[lo + n..].fill(0.0);
+            if s == 1 {
+                run(
+                    &mut phase[lo..lo + n],
+                    &src[first..first + n],
+                    b.expand_bias,
+                );
+            } else if s == 2 {
+                runs[first.min(1)] = (ph * t.phase_len + lo, n);
+            } else {
+                for (i, o) in phase[lo..lo + n].iter_mut().enumerate() {
+                    *o = activate(src[first + i * s], b.expand_bias);
+                }
+            }
+        }
+        if s == 2 {
+            // The two phases start at input columns 0 and 1: even columns go to one,
+            // odd ones to the other.
+            let [(even_at, even_n), (odd_at, odd_n)] = runs;
+            let (even, odd) = if even_at < odd_at {
+                let (a, z) = prow.split_at_mut(odd_at);
+                (&mut a[even_at..even_at + even_n], &mut z[..odd_n])
+            } else {
+                let (a, z) = prow.split_at_mut(even_at);
+                (&mut z[..even_n], &mut a[odd_at..odd_at + odd_n])
+            };
+            pairs(even, odd, src, b.expand_bias);
+        }
+    }
+}
+
+/// The depthwise input value: the expand layer's ReLU6(x + bias), or x itself.
+#[inline(always)]
+fn activate(v: f32, expand_bias: Option<f32>) -> f32 {
+    match expand_bias {
+        Some(b) => (v + b).clamp(0.0, 6.0),
+        None => v,
+    }
+}
+
+/// A contiguous run of `activate`.
+#[inline(always)]
+fn fill_run(dst: &mut [f32], src: &[f32], expand_bias: Option<f32>) {
+    for (o, &v) in dst.iter_mut().zip(src) {
+        *o = activate(v, expand_bias);
+    }
+}
+
+/// `activate` of a row's even columns into `even` and odd ones into `odd`.
+#[inline(always)]
+fn deinterleave(even: &mut [f32], odd: &mut [f32], src: &[f32], expand_bias: Option<f32>) {
+    for (i, o) in even.iter_mut().enumerate() {
+        *o = activate(src[2 * i], expand_bias);
+    }
+    for (i, o) in odd.iter_mut().enumerate() {
+        *o = activate(src[2 * i + 1], expand_bias);
+    }
+}
+
+/// The same kernels written with AVX2 + FMA intrinsics: two vectors of output columns
+/// held in registers through all taps.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{fill_tile, Band, Tile, LANES};
+    use std::arch::x86_64::*;
+
+    pub fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    #[inline(always)]
+    unsafe fn activate(v: __m256, expand_bias: Option<f32>) -> __m256 {
+        match expand_bias {
+            Some(b) => _mm256_min_ps(
+                _mm256_max_ps(_mm256_add_ps(v, _mm256_set1_ps(b)), _mm256_setzero_ps()),
+                _mm256_set1_ps(6.0),
+            ),
+            None => v,
+        }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn band<const K: usize, const S: usize>(
+        b: &Band,
+        tile: &mut [f32],
+        out: &mut [f32],
+        t: &Tile,
+    ) {
+        fill_tile(
+            b,
+            tile,
+            t,
+            K / 2,
+            S,
+            |d, s, e| run(d, s, e),
+            |ev, od, s, e| pairs(ev, od, s, e),
+        );
+        conv_rows::<K, S>(tile, out, &b.kernel[..K * K], b.bias, t);
+    }
+
+    #[inline(always)]
+    unsafe fn run(dst: &mut [f32], src: &[f32], expand_bias: Option<f32>) {
+        let n = dst.len().min(src.len());
+        let mut i = 0;
+        while i + 8 <= n {
+            let v = _mm256_loadu_ps(src.as_ptr().add(i));
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), activate(v, expand_bias));
+            i += 8;
+        }
+        super::fill_run(&mut dst[i..n], &src[i..n], expand_bias);
+    }
+
+    #[inline(always)]
+    unsafe fn pairs(even: &mut [f32], odd: &mut [f32], src: &[f32], expand_bias: Option<f32>) {
+        let n = even.len().min(odd.len()).min(src.len() / 2);
+        let mut i = 0;
+        while i + 8 <= n {
+            let a = _mm256_loadu_ps(src.as_ptr().add(2 * i));
+            let z = _mm256_loadu_ps(src.as_ptr().add(2 * i + 8));
+            // Per 128-bit lane: [a0 a2 z0 z2], then put the lanes' halves in order.
+            let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, z);
+            let o = _mm256_shuffle_ps::<0b11_01_11_01>(a, z);
+            let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
+            let o = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)));
+            _mm256_storeu_ps(even.as_mut_ptr().add(i), activate(e, expand_bias));
+            _mm256_storeu_ps(odd.as_mut_ptr().add(i), activate(o, expand_bias));
+            i += 8;
+        }
+        super::deinterleave(&mut even[i..], &mut odd[i..], &src[2 * i..], expand_bias);
+    }
+
+    #[inline(always)]
+    unsafe fn conv_rows<const K: usize, const S: usize>(
+        tile: &[f32],
+        out: &mut [f32],
+        w: &[f32],
+        bias: f32,
+        t: &Tile,
+    ) {
+        let rows = out.len() / t.ow;
+        if rows == 0 {
+            return;
+        }
+        // The furthest float any tap reads (see `Tile`): checked once, so the loads
+        // below stay inside the tile.
+        let reach = ((rows - 1) * S + K - 1) * t.padded_row
+            + (S - 1) * t.phase_len
+            + t.ow.div_ceil(LANES) * LANES
+            + (K - 1) / S;
+        assert!(
+            reach <= tile.len() && w.len() == K * K,
+            "depthwise tile too small"
+        );
+        let (zero, six, vb) = (
+            _mm256_setzero_ps(),
+            _mm256_set1_ps(6.0),
+            _mm256_set1_ps(bias),
+        );
+        for r in 0..rows {
+            let base = tile.as_ptr().add(r * S * t.padded_row);
+            let orow = &mut out[r * t.ow..(r + 1) * t.ow];
+            let mut x0 = 0;
+            while x0 < t.ow {
+                let (mut a0, mut a1) = (vb, vb);
+                for i in 0..K {
+                    let row = base.add(i * t.padded_row + x0);
+                    for j in 0..K {
+                        let p = row.add((j % S) * t.phase_len + j / S);
+                        let wv = _mm256_set1_ps(*w.get_unchecked(i * K + j));
+                        a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p), a0);
+                        a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p.add(8)), a1);
+                    }
+                }
+                a0 = _mm256_min_ps(_mm256_max_ps(a0, zero), six);
+                a1 = _mm256_min_ps(_mm256_max_ps(a1, zero), six);
+                let left = t.ow - x0;
+                if left >= LANES {
+                    _mm256_storeu_ps(orow.as_mut_ptr().add(x0), a0);
+                    _mm256_storeu_ps(orow.as_mut_ptr().add(x0 + 8), a1);
+                } else {
+                    let mut tmp = [0f32; LANES];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), a0);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a1);
+                    orow[x0..].copy_from_slice(&tmp[..left]);
+                }
+                x0 += LANES;
+            }
+        }
+    }
+}
+
+impl CustomOp1 for FusedMbConv {
+    fn name(&self) -> &'static str {
+        "fused-mbconv"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = super::cpu_f32("fused-mbconv", "input", s, l)?;
+        let (b, c, h, w) = l.shape().dims4()?;
+        if c != self.cin || h == 0 || w == 0 {
+            bail!(
+                "fused-mbconv: input {:?} does not fit {} channels",
+                l.dims(),
+                self.cin
+            );
+        }
+        let (oh, ow) = self.out_size(h, w);
+        let plane = oh * ow;
+        // The output starts as the project bias plus the residual; the project GEMM
+        // accumulates onto it.
+        let mut y = Vec::with_capacity(b * self.cout * plane);
+        for bi in 0..b {
+            for (co, &bias) in self.project.bias.iter().enumerate() {
+                if self.residual {
+                    let at = (bi * self.cin + co) * plane;
+                    y.extend(x[at..at + plane].iter().map(|&v| v + bias));
+                } else {
+                    y.extend(std::iter::repeat(bias).take(plane));
+                }
+            }
+        }
+        y.par_chunks_mut(self.cout * plane)
+            .zip(x.par_chunks(self.cin * h * w))
+            .for_each(|(yi, xi)| self.image(xi, yi, h, w));
+        Ok((CpuStorage::F32(y), Shape::from((b, self.cout, oh, ow))))
+    }
+}
+
+/// Scratch buffers reused across calls: the tiles are hot in the hot loop and the same
+/// few sizes come back every frame. A pool (not thread-locals) because rayon may run
+/// another chunk on a thread that is waiting inside this one.
+struct Pool(Mutex<Vec<Vec<f32>>>);
+
+static POOL: Pool = Pool(Mutex::new(Vec::new()));
+
+impl Pool {
+    /// A buffer of `len` floats with unspecified contents.
+    fn take(&self, len: usize) -> Vec<f32> {
+        let mut v = self
+            .0
+            .lock()
+            .map(|mut p| p.pop().unwrap_or_default())
+            .unwrap_or_default();
+        v.resize(len, 0.0);
+        v
+    }
+
+    fn give(&self, v: Vec<f32>) {
+        if let Ok(mut p) = self.0.lock() {
+            // Enough for both networks' chunks in flight; more would only hold memory.
+            if p.len() < 16 {
+                p.push(v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::depthwise::depthwise_conv2d;
+    use candle_core::Device;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+    }
+
+    /// The block layer by layer with candle ops and the unfused depthwise kernel.
+    fn reference(b: &FusedMbConv, x: &Tensor) -> Result<Tensor> {
+        let dev = Device::Cpu;
+        let n = x.dim(0)?;
+        let bias4 = |v: &[f32]| Tensor::from_slice(v, (1, v.len(), 1, 1), &dev);
+        let pointwise = |d: &Dense, x: &Tensor, cout: usize, cin: usize| -> Result<Tensor> {
+            let (_, _, h, w) = x.dims4()?;
+            let wm = Tensor::from_slice(&d.weight, (cout, cin), &dev)?;
+            wm.broadcast_matmul(&x.reshape((n, cin, h * w))?)?
+                .reshape((n, cout, h, w))?
+                .broadcast_add(&bias4(&d.bias)?)
+        };
+        let mut m = x.clone();
+        if let Some(e) = &b.expand {
+            m = pointwise(e, &m, b.mid, b.cin)?.clamp(0f32, 6f32)?;
+        }
+        let dw = Tensor::from_slice(&b.depthwise.weight, (b.mid, 1, b.k, b.k), &dev)?;
+        let m = depthwise_conv2d(&m, &dw, b.stride, b.pad())?
+            .broadcast_add(&bias4(&b.depthwise.bias)?)?
+            .clamp(0f32, 6f32)?;
+        let y = pointwise(&b.project, &m, b.cout, b.mid)?;
+        if b.residual {
+            y + x
+        } else {
+            Ok(y)
+        }
+    }
+
+    fn block(
+        rng: &mut ChaCha8Rng,
+        cin: usize,
+        mid: usize,
+        cout: usize,
+        k: usize,
+        s: usize,
+    ) -> FusedMbConv {
+        let dense = |rng: &mut ChaCha8Rng, o: usize, i: usize| Dense {
+            weight: random(rng, o * i, 1.0 / (i as f32).sqrt()),
+            bias: random(rng, o, 0.5),
+        };
+        let expand = (mid != cin).then(|| dense(rng, mid, cin));
+        let depthwise = dense(rng, mid, k * k);
+        let project = dense(rng, cout, mid);
+        FusedMbConv::new(cin, k, s, expand, depthwise, project).unwrap()
+    }
+
+    /// Every shape the backbone has (k 3/5, stride 1/2, with and without expand and
+    /// residual), on sizes that leave partial register blocks, partial bands and odd
+    /// edges, and middle widths that leave a partial chunk.
+    #[test]
+    fn matches_the_layer_by_layer_block() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let cases = [
+            // (cin, mid, cout, k, s, h, w)
+            (8, 8, 8, 3, 1, 17, 19),
+            (8, 48, 12, 3, 2, 18, 21),
+            (12, 72, 12, 3, 1, 9, 40),
+            (12, 72, 20, 5, 2, 23, 16),
+            (20, 120, 20, 5, 1, 7, 5),
+            (6, 36, 6, 5, 2, 3, 3),
+            (16, 96, 24, 3, 2, 64, 64),
+        ];
+        for (cin, mid, cout, k, s, h, w) in cases {
+            let b = block(&mut rng, cin, mid, cout, k, s);
+            let x = Tensor::from_vec(
+                random(&mut rng, 2 * cin * h * w, 3.0),
+                (2, cin, h, w),
+                &Device::Cpu,
+            )
+            .unwrap();
+            let got = b.forward(&x).unwrap();
+            let want = reference(&b, &x).unwrap();
+            assert_eq!(
+                got.dims(),
+                want.dims(),
+                "case {cin}/{mid}/{cout} k{k} s{s} {h}x{w}"
+            );
+            let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
+            let diff: f32 = diff.to_scalar().unwrap();
+            let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "case {cin}/{mid}/{cout} k{k} s{s} {h}x{w}: max diff {diff} (scale {scale})"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_weights_that_do_not_fit() {
+        let d = |n: usize| Dense {
+            weight: vec![0.0; n],
+            bias: vec![0.0; 4],
+        };
+        assert!(
+            FusedMbConv::new(4, 4, 1, None, d(4 * 9), d(16)).is_err(),
+            "even kernel"
+        );
+        assert!(
+            FusedMbConv::new(4, 3, 3, None, d(4 * 9), d(16)).is_err(),
+            "stride 3"
+        );
+        assert!(
+            FusedMbConv::new(2, 3, 1, None, d(4 * 9), d(16)).is_err(),
+            "no expand, 2 -> 4"
+        );
+        assert!(
+            FusedMbConv::new(4, 3, 1, None, d(4 * 9), d(15)).is_err(),
+            "project size"
+        );
+        assert!(FusedMbConv::new(4, 3, 1, None, d(4 * 9), d(16)).is_ok());
+    }
+}
