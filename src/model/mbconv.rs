@@ -110,7 +110,8 @@ impl FusedMbConv {
         let tile = Tile::new(self, h, w, oh, ow);
         let chunk = CHUNK.min(self.mid);
         let mut mids = POOL.take(self.mid * oh * ow);
-        mids.par_chunks_mut(chunk * oh * ow)
+        mids[..self.mid * oh * ow]
+            .par_chunks_mut(chunk * oh * ow)
             .enumerate()
             .for_each(|(i, d)| self.chunk(x, i * chunk, d, &tile));
         // SAFETY: y is cout x (oh*ow), mids mid x (oh*ow), the weight cout x mid, all
@@ -598,15 +599,19 @@ struct Pool(Mutex<Vec<Vec<f32>>>);
 static POOL: Pool = Pool(Mutex::new(Vec::new()));
 
 impl Pool {
-    /// A buffer of `len` floats with unspecified contents.
+    /// A buffer of at least `len` floats with unspecified contents: the smallest pooled
+    /// one that is long enough (never resized, so never cleared again), else a new one.
     fn take(&self, len: usize) -> Vec<f32> {
-        let mut v = self
-            .0
-            .lock()
-            .map(|mut p| p.pop().unwrap_or_default())
-            .unwrap_or_default();
-        v.resize(len, 0.0);
-        v
+        let Ok(mut pool) = self.0.lock() else {
+            return vec![0.0; len];
+        };
+        let best = (0..pool.len())
+            .filter(|&i| pool[i].len() >= len)
+            .min_by_key(|&i| pool[i].len());
+        match best {
+            Some(i) => pool.swap_remove(i),
+            None => vec![0.0; len],
+        }
     }
 
     fn give(&self, v: Vec<f32>) {
