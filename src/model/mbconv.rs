@@ -157,6 +157,33 @@ impl FusedMbConv {
             let pr1 = (r1 - 1) * s + k;
             let iy0 = pr0.saturating_sub(p).min(t.h);
             let iy1 = pr1.saturating_sub(p).min(t.h);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(e) = self.expand.as_ref().filter(|_| avx2::available()) {
+                if matches!((k, s), (3 | 5, 1 | 2)) {
+                    // Expand straight into the padded tiles, then the depthwise rows.
+                    let tile_len = (pr1 - pr0) * t.padded_row;
+                    let tiles = &mut padded[..cc * tile_len];
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    unsafe { avx2::expand_band(x, self.cin, e, c0, cc, pr0, p, s, tiles, t) };
+                    for (c, tile) in tiles.chunks_exact(tile_len).enumerate() {
+                        let plane = c * t.oh * t.ow;
+                        let out = &mut d[plane + r0 * t.ow..plane + r1 * t.ow];
+                        let kernel = &self.depthwise.weight[(c0 + c) * k * k..(c0 + c + 1) * k * k];
+                        let bias = self.depthwise.bias[c0 + c];
+                        // SAFETY: as above.
+                        unsafe {
+                            match (k, s) {
+                                (3, 1) => avx2::conv::<3, 1>(tile, out, kernel, bias, t),
+                                (3, 2) => avx2::conv::<3, 2>(tile, out, kernel, bias, t),
+                                (5, 1) => avx2::conv::<5, 1>(tile, out, kernel, bias, t),
+                                _ => avx2::conv::<5, 2>(tile, out, kernel, bias, t),
+                            }
+                        }
+                    }
+                    r0 = r1;
+                    continue;
+                }
+            }
             let n = (iy1 - iy0) * t.w;
             // The chunk's planes, rows iy0..iy1: expanded into scratch, or the input.
             let (src, src_plane): (&[f32], usize) = match &self.expand {
@@ -424,7 +451,7 @@ fn deinterleave(even: &mut [f32], odd: &mut [f32], src: &[f32], expand_bias: Opt
 /// held in registers through all taps.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{fill_tile, Band, Tile, LANES};
+    use super::{fill_tile, Band, Dense, Tile, LANES};
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
@@ -461,6 +488,144 @@ mod avx2 {
             |ev, od, s, e| pairs(ev, od, s, e),
         );
         conv_rows::<K, S>(tile, out, &b.kernel[..K * K], b.bias, t);
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn conv<const K: usize, const S: usize>(
+        tile: &[f32],
+        out: &mut [f32],
+        w: &[f32],
+        bias: f32,
+        t: &Tile,
+    ) {
+        conv_rows::<K, S>(tile, out, w, bias, t)
+    }
+
+    /// The expand layer for middle channels `c0 .. c0 + cc` straight into their padded
+    /// tiles (`tiles`: cc tiles, one after the other): ReLU6(W x + bias) at each input
+    /// position of padded rows `pr0 ..`, zeros elsewhere. Four channels by sixteen columns
+    /// are summed in registers across all input channels (the input block stays in L1).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn expand_band(
+        x: &[f32],
+        cin: usize,
+        e: &Dense,
+        c0: usize,
+        cc: usize,
+        pr0: usize,
+        p: usize,
+        s: usize,
+        tiles: &mut [f32],
+        t: &Tile,
+    ) {
+        let hw = t.h * t.w;
+        let tile_len = tiles.len() / cc;
+        let rows = tile_len / t.padded_row;
+        // Every input load below stays inside x, every weight inside the chunk's rows.
+        assert!(
+            x.len() >= cin * hw && e.weight.len() >= (c0 + cc) * cin && e.bias.len() >= c0 + cc
+        );
+        let weights = &e.weight[c0 * cin..(c0 + cc) * cin];
+        let bias = &e.bias[c0..c0 + cc];
+        let full = t.w / LANES * LANES;
+        for r in 0..rows {
+            for c in 0..cc {
+                tiles[c * tile_len + r * t.padded_row..][..t.padded_row].fill(0.0);
+            }
+            let Some(iy) = (pr0 + r).checked_sub(p).filter(|&iy| iy < t.h) else {
+                continue;
+            };
+            let xrow = x.as_ptr().add(iy * t.w);
+            let row_at = r * t.padded_row;
+            for x0 in (0..full).step_by(LANES) {
+                let mut c = 0;
+                while c + 4 <= cc {
+                    let acc = sums::<4>(xrow.add(x0), hw, cin, &weights[c * cin..]);
+                    for (j, a) in acc.iter().enumerate() {
+                        let tile = &mut tiles[(c + j) * tile_len + row_at..][..t.padded_row];
+                        store(tile, *a, bias[c + j], x0, p, s, t.phase_len);
+                    }
+                    c += 4;
+                }
+                while c < cc {
+                    let [a] = sums::<1>(xrow.add(x0), hw, cin, &weights[c * cin..]);
+                    let tile = &mut tiles[c * tile_len + row_at..][..t.padded_row];
+                    store(tile, a, bias[c], x0, p, s, t.phase_len);
+                    c += 1;
+                }
+            }
+            // Columns past the last whole register block, one at a time.
+            for ix in full..t.w {
+                let col = ix + p;
+                let at = row_at + (col % s) * t.phase_len + col / s;
+                for c in 0..cc {
+                    let wrow = &weights[c * cin..(c + 1) * cin];
+                    let sum =
+                        (0..cin).fold(0f32, |acc, ci| acc + wrow[ci] * *xrow.add(ci * hw + ix));
+                    tiles[c * tile_len + at] = (sum + bias[c]).clamp(0.0, 6.0);
+                }
+            }
+        }
+    }
+
+    /// For `G` channels (weight rows `w`, `cin` apart) the sums over input channels at
+    /// sixteen columns from `x` (input planes `hw` apart), in two vectors each.
+    #[inline(always)]
+    unsafe fn sums<const G: usize>(
+        x: *const f32,
+        hw: usize,
+        cin: usize,
+        w: &[f32],
+    ) -> [[__m256; 2]; G] {
+        let w = &w[..G * cin];
+        let mut acc = [[_mm256_setzero_ps(); 2]; G];
+        for ci in 0..cin {
+            let xp = x.add(ci * hw);
+            let (v0, v1) = (_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8)));
+            for (g, a) in acc.iter_mut().enumerate() {
+                let wv = _mm256_set1_ps(*w.get_unchecked(g * cin + ci));
+                a[0] = _mm256_fmadd_ps(wv, v0, a[0]);
+                a[1] = _mm256_fmadd_ps(wv, v1, a[1]);
+            }
+        }
+        acc
+    }
+
+    /// ReLU6(sum + bias) of input columns `x0 .. x0 + 16` into one padded tile row:
+    /// contiguous at stride 1, even and odd columns to their phases at stride 2.
+    #[inline(always)]
+    unsafe fn store(
+        row: &mut [f32],
+        a: [__m256; 2],
+        bias: f32,
+        x0: usize,
+        p: usize,
+        s: usize,
+        phase_len: usize,
+    ) {
+        let b = Some(bias);
+        let (v0, v1) = (activate(a[0], b), activate(a[1], b));
+        if s == 1 {
+            let dst = &mut row[x0 + p..x0 + p + LANES];
+            _mm256_storeu_ps(dst.as_mut_ptr(), v0);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(8), v1);
+            return;
+        }
+        let e = _mm256_shuffle_ps::<0b10_00_10_00>(v0, v1);
+        let o = _mm256_shuffle_ps::<0b11_01_11_01>(v0, v1);
+        let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
+        let o = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)));
+        // Input column x0 + i sits at padded column x0 + i + p; x0 is even.
+        let even_at = (p % 2) * phase_len + (x0 + p) / 2;
+        let odd_at = ((p + 1) % 2) * phase_len + (x0 + p).div_ceil(2);
+        _mm256_storeu_ps(row[even_at..even_at + 8].as_mut_ptr(), e);
+        _mm256_storeu_ps(row[odd_at..odd_at + 8].as_mut_ptr(), o);
     }
 
     #[inline(always)]
