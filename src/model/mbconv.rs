@@ -534,6 +534,7 @@ mod avx2 {
         let weights = &e.weight[c0 * cin..(c0 + cc) * cin];
         let bias = &e.bias[c0..c0 + cc];
         let full = t.w / LANES * LANES;
+        let mut pack = vec![0f32; cin * LANES];
         for r in 0..rows {
             for c in 0..cc {
                 tiles[c * tile_len + r * t.padded_row..][..t.padded_row].fill(0.0);
@@ -544,9 +545,19 @@ mod avx2 {
             let xrow = x.as_ptr().add(iy * t.w);
             let row_at = r * t.padded_row;
             for x0 in (0..full).step_by(LANES) {
+                // The input block, packed: its rows are whole planes apart (a multiple of
+                // 4 KiB at the usual sizes), so read in place they would all fall in one
+                // L1 set and evict each other before the next channels reuse them.
+                for ci in 0..cin {
+                    let src = xrow.add(ci * hw + x0);
+                    let dst = pack.as_mut_ptr().add(ci * LANES);
+                    _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+                    _mm256_storeu_ps(dst.add(8), _mm256_loadu_ps(src.add(8)));
+                }
+                let xb = pack.as_ptr();
                 let mut c = 0;
                 while c + 4 <= cc {
-                    let acc = sums::<4>(xrow.add(x0), hw, cin, &weights[c * cin..]);
+                    let acc = sums::<4>(xb, LANES, cin, &weights[c * cin..]);
                     for (j, a) in acc.iter().enumerate() {
                         let tile = &mut tiles[(c + j) * tile_len + row_at..][..t.padded_row];
                         store(tile, *a, bias[c + j], x0, p, s, t.phase_len);
@@ -554,7 +565,7 @@ mod avx2 {
                     c += 4;
                 }
                 while c < cc {
-                    let [a] = sums::<1>(xrow.add(x0), hw, cin, &weights[c * cin..]);
+                    let [a] = sums::<1>(xb, LANES, cin, &weights[c * cin..]);
                     let tile = &mut tiles[c * tile_len + row_at..][..t.padded_row];
                     store(tile, a, bias[c], x0, p, s, t.phase_len);
                     c += 1;
@@ -575,18 +586,18 @@ mod avx2 {
     }
 
     /// For `G` channels (weight rows `w`, `cin` apart) the sums over input channels at
-    /// sixteen columns from `x` (input planes `hw` apart), in two vectors each.
+    /// sixteen columns from `x` (input channels `stride` apart), in two vectors each.
     #[inline(always)]
     unsafe fn sums<const G: usize>(
         x: *const f32,
-        hw: usize,
+        stride: usize,
         cin: usize,
         w: &[f32],
     ) -> [[__m256; 2]; G] {
         let w = &w[..G * cin];
         let mut acc = [[_mm256_setzero_ps(); 2]; G];
         for ci in 0..cin {
-            let xp = x.add(ci * hw);
+            let xp = x.add(ci * stride);
             let (v0, v1) = (_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8)));
             for (g, a) in acc.iter_mut().enumerate() {
                 let wv = _mm256_set1_ps(*w.get_unchecked(g * cin + ci));
