@@ -264,13 +264,25 @@ struct Tile {
 }
 
 impl Tile {
+    /// Where the input sits in stride phase `ph` of a padded row: positions
+    /// `[lo, lo + n)` hold input columns `first, first + s, ...`; the rest is padding.
+    fn phase_data(&self, ph: usize, p: usize, s: usize) -> (usize, usize, usize) {
+        let lo = p.saturating_sub(ph).div_ceil(s).min(self.phase_len);
+        let first = lo * s + ph - p;
+        let n = (self.w.saturating_sub(first))
+            .div_ceil(s)
+            .min(self.phase_len - lo);
+        (lo, n, first)
+    }
+
     fn new(b: &FusedMbConv, h: usize, w: usize, oh: usize, ow: usize) -> Self {
         let (s, k) = (b.stride, b.k);
         let phase_len = ow.div_ceil(LANES) * LANES + (k - 1) / s;
         let padded_row = s * phase_len;
         let cc = CHUNK.min(b.mid);
-        // Floats per output row of a band: s input rows expanded plus s padded rows.
-        let per_row = cc * s * (w + padded_row);
+        // Floats per output row of a band: s padded rows (the AVX2 path expands straight
+        // into them; elsewhere the expanded rows come on top).
+        let per_row = cc * s * padded_row;
         let band = (TILE_BYTES / 4 / per_row.max(1)).clamp(1, oh);
         let band_padded_rows = (band - 1) * s + k;
         Self {
@@ -382,11 +394,7 @@ fn fill_tile(
         // (every s-th); the rest is padding.
         let mut runs = [(0usize, 0usize); 2];
         for (ph, phase) in prow.chunks_exact_mut(t.phase_len).enumerate() {
-            let lo = p.saturating_sub(ph).div_ceil(s).min(t.phase_len);
-            let first = lo * s + ph - p;
-            let n = (t.w.saturating_sub(first))
-                .div_ceil(s)
-                .min(t.phase_len - lo);
+            let (lo, n, first) = t.phase_data(ph, p, s);
             phase[..lo].fill(0.0);
             phase[lo + n..].fill(0.0);
             if s == 1 {
@@ -535,11 +543,27 @@ mod avx2 {
         let bias = &e.bias[c0..c0 + cc];
         let full = t.w / LANES * LANES;
         let mut pack = vec![0f32; cin * LANES];
+        // The padding of an image row: each phase's positions outside its input run.
+        let spans: Vec<(usize, usize)> = (0..s)
+            .map(|ph| {
+                let (lo, n, _) = t.phase_data(ph, p, s);
+                (ph * t.phase_len + lo, ph * t.phase_len + lo + n)
+            })
+            .collect();
         for r in 0..rows {
+            let iy = (pr0 + r).checked_sub(p).filter(|&iy| iy < t.h);
             for c in 0..cc {
-                tiles[c * tile_len + r * t.padded_row..][..t.padded_row].fill(0.0);
+                let row = &mut tiles[c * tile_len + r * t.padded_row..][..t.padded_row];
+                if iy.is_none() {
+                    row.fill(0.0);
+                    continue;
+                }
+                for (ph, &(a, z)) in spans.iter().enumerate() {
+                    row[ph * t.phase_len..a].fill(0.0);
+                    row[z..(ph + 1) * t.phase_len].fill(0.0);
+                }
             }
-            let Some(iy) = (pr0 + r).checked_sub(p).filter(|&iy| iy < t.h) else {
+            let Some(iy) = iy else {
                 continue;
             };
             let xrow = x.as_ptr().add(iy * t.w);
