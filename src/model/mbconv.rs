@@ -462,7 +462,17 @@ mod avx2 {
     use super::{fill_tile, Band, Dense, Tile, LANES};
     use std::arch::x86_64::*;
 
+    /// Tests set this to run the portable kernels on a machine that has AVX2 as well
+    /// (both are correct, so other tests running meanwhile are unaffected).
+    #[cfg(test)]
+    pub static PORTABLE_ONLY: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
     pub fn available() -> bool {
+        #[cfg(test)]
+        if PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     }
 
@@ -885,6 +895,17 @@ mod tests {
     /// Every shape the backbone has (k 3/5, stride 1/2, with and without expand and
     /// residual), on sizes that leave partial register blocks, partial bands and odd
     /// edges, and middle widths that leave a partial chunk.
+    /// The portable kernels (what aarch64 and older x86 CPUs run) on the same cases.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn portable_kernels_match_the_layer_by_layer_block() {
+        use std::sync::atomic::Ordering::Relaxed;
+        avx2::PORTABLE_ONLY.store(true, Relaxed);
+        let result = std::panic::catch_unwind(matches_the_layer_by_layer_block);
+        avx2::PORTABLE_ONLY.store(false, Relaxed);
+        result.unwrap();
+    }
+
     #[test]
     fn matches_the_layer_by_layer_block() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
