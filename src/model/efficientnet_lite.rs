@@ -6,6 +6,7 @@ use candle_core::{DType, Result, Tensor};
 
 use super::layers::{check_input, Act, ConvBn, ConvSpec, Linear, Mode, ParamSource};
 use super::mbconv::FusedMbConv;
+use super::stem::FusedStem;
 
 const BN_EPS: f64 = 1e-3;
 
@@ -98,6 +99,8 @@ impl MbBlock {
 
 pub struct EfficientNetLite0 {
     stem: ConvBn,
+    /// The stem as one direct CPU kernel, once BatchNorm is folded (frozen, f32, CPU).
+    fused_stem: Option<FusedStem>,
     blocks: Vec<MbBlock>,
     head: Option<(ConvBn, Linear)>,
 }
@@ -200,11 +203,19 @@ impl EfficientNetLite0 {
         } else {
             None
         };
-        Ok(Self { stem, blocks, head })
+        Ok(Self {
+            stem,
+            fused_stem: None,
+            blocks,
+            head,
+        })
     }
 
     pub fn fold_bn(&mut self) -> Result<()> {
         self.stem.fold_bn()?;
+        if let Some(conv) = self.stem.folded_host()? {
+            self.fused_stem = Some(FusedStem::new(3, 3, 2, conv)?);
+        }
         for b in &mut self.blocks {
             b.fold_bn()?;
         }
@@ -214,10 +225,18 @@ impl EfficientNetLite0 {
         Ok(())
     }
 
+    /// The stem: conv 3x3 stride 2, BatchNorm, ReLU6.
+    fn stem_forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match (&self.fused_stem, mode) {
+            (Some(f), Mode::Eval) if x.device().is_cpu() => f.forward(x),
+            _ => self.stem.forward_act(x, mode, Act::Relu6),
+        }
+    }
+
     /// The three CDO feature maps (strides 4, 8, 16).
     pub fn features(&self, x: &Tensor, mode: Mode) -> Result<Vec<Tensor>> {
         check_input(x)?;
-        let mut h = self.stem.forward_act(x, mode, Act::Relu6)?;
+        let mut h = self.stem_forward(x, mode)?;
         let mut taps = Vec::with_capacity(3);
         for (i, block) in self.blocks.iter().enumerate().take(TAP_BLOCKS[2] + 1) {
             h = block.forward(&h, mode)?;
@@ -234,7 +253,7 @@ impl EfficientNetLite0 {
         let Some((conv, fc)) = &self.head else {
             candle_core::bail!("model was built without its classifier head");
         };
-        let mut h = self.stem.forward_act(x, Mode::Eval, Act::Relu6)?;
+        let mut h = self.stem_forward(x, Mode::Eval)?;
         for block in &self.blocks {
             h = block.forward(&h, Mode::Eval)?;
         }

@@ -23,7 +23,7 @@ use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Output columns computed per register block (two AVX vectors).
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 /// Scratch bytes per tile: about half a core's L2 here, so the tile survives the GEMM.
 const TILE_BYTES: usize = 256 * 1024;
 /// Middle channels per chunk, at most; fewer when the block has fewer.
@@ -248,19 +248,19 @@ impl FusedMbConv {
 }
 
 /// Scratch geometry shared by a block's chunks for one input size.
-struct Tile {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
+pub(crate) struct Tile {
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
     /// Output rows per band, and the most input / padded rows a band touches.
-    band: usize,
-    band_in_rows: usize,
-    band_padded_rows: usize,
+    pub(crate) band: usize,
+    pub(crate) band_in_rows: usize,
+    pub(crate) band_padded_rows: usize,
     /// One stride phase of a padded row: the output row rounded up to whole register
     /// blocks plus the kernel's reach into the phase.
-    phase_len: usize,
-    padded_row: usize,
+    pub(crate) phase_len: usize,
+    pub(crate) padded_row: usize,
 }
 
 impl Tile {
@@ -277,13 +277,31 @@ impl Tile {
 
     fn new(b: &FusedMbConv, h: usize, w: usize, oh: usize, ow: usize) -> Self {
         let (s, k) = (b.stride, b.k);
-        let phase_len = ow.div_ceil(LANES) * LANES + (k - 1) / s;
-        let padded_row = s * phase_len;
+        let padded_row = s * Self::phase_len(ow, k, s);
         let cc = CHUNK.min(b.mid);
         // Floats per output row of a band: s padded rows (the AVX2 path expands straight
         // into them; elsewhere the expanded rows come on top).
         let per_row = cc * s * padded_row;
         let band = (TILE_BYTES / 4 / per_row.max(1)).clamp(1, oh);
+        Self::with_band(h, w, oh, ow, k, s, band)
+    }
+
+    fn phase_len(ow: usize, k: usize, s: usize) -> usize {
+        ow.div_ceil(LANES) * LANES + (k - 1) / s
+    }
+
+    /// The geometry for bands of `band` output rows (`oh`: the whole image in one band).
+    pub(crate) fn with_band(
+        h: usize,
+        w: usize,
+        oh: usize,
+        ow: usize,
+        k: usize,
+        s: usize,
+        band: usize,
+    ) -> Self {
+        let phase_len = Self::phase_len(ow, k, s);
+        let padded_row = s * phase_len;
         let band_padded_rows = (band - 1) * s + k;
         Self {
             h,
@@ -300,17 +318,17 @@ impl Tile {
 }
 
 /// One channel's share of a band: where its input rows are and its weights.
-struct Band<'a> {
+pub(crate) struct Band<'a> {
     /// The channel's input plane from row `first_src_row` on (expanded, or the block's
     /// input when there is no expand layer).
-    src: &'a [f32],
+    pub(crate) src: &'a [f32],
     /// The expand layer's bias; with it the depthwise input is ReLU6(src + bias).
-    expand_bias: Option<f32>,
+    pub(crate) expand_bias: Option<f32>,
     /// The first padded row of the band's tile.
-    first_row: usize,
-    first_src_row: usize,
-    kernel: &'a [f32],
-    bias: f32,
+    pub(crate) first_row: usize,
+    pub(crate) first_src_row: usize,
+    pub(crate) kernel: &'a [f32],
+    pub(crate) bias: f32,
 }
 
 /// `band_loops` for one kernel size and stride: hand-vectorised for AVX2 + FMA where the
@@ -373,7 +391,7 @@ fn band_loops<const K: usize, const S: usize, const FMA: bool>(
 /// padding is zeros. `run` writes a contiguous run of depthwise inputs, `pairs` the
 /// even and odd columns of a stride-2 row.
 #[inline(always)]
-fn fill_tile(
+pub(crate) fn fill_tile(
     b: &Band,
     tile: &mut [f32],
     t: &Tile,
@@ -438,7 +456,7 @@ fn activate(v: f32, expand_bias: Option<f32>) -> f32 {
 
 /// A contiguous run of `activate`.
 #[inline(always)]
-fn fill_run(dst: &mut [f32], src: &[f32], expand_bias: Option<f32>) {
+pub(crate) fn fill_run(dst: &mut [f32], src: &[f32], expand_bias: Option<f32>) {
     for (o, &v) in dst.iter_mut().zip(src) {
         *o = activate(v, expand_bias);
     }
@@ -446,13 +464,30 @@ fn fill_run(dst: &mut [f32], src: &[f32], expand_bias: Option<f32>) {
 
 /// `activate` of a row's even columns into `even` and odd ones into `odd`.
 #[inline(always)]
-fn deinterleave(even: &mut [f32], odd: &mut [f32], src: &[f32], expand_bias: Option<f32>) {
+pub(crate) fn deinterleave(
+    even: &mut [f32],
+    odd: &mut [f32],
+    src: &[f32],
+    expand_bias: Option<f32>,
+) {
     for (i, o) in even.iter_mut().enumerate() {
         *o = activate(src[2 * i], expand_bias);
     }
     for (i, o) in odd.iter_mut().enumerate() {
         *o = activate(src[2 * i + 1], expand_bias);
     }
+}
+
+/// Tests set this to run the portable kernels on a machine that has AVX2 as well
+/// (both are correct, so other tests running meanwhile are unaffected).
+#[cfg(test)]
+pub(crate) static PORTABLE_ONLY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the AVX2 + FMA kernels run here.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_available() -> bool {
+    avx2::available()
 }
 
 /// The same kernels written with AVX2 + FMA intrinsics: two vectors of output columns
@@ -462,15 +497,9 @@ mod avx2 {
     use super::{fill_tile, Band, Dense, Tile, LANES};
     use std::arch::x86_64::*;
 
-    /// Tests set this to run the portable kernels on a machine that has AVX2 as well
-    /// (both are correct, so other tests running meanwhile are unaffected).
-    #[cfg(test)]
-    pub static PORTABLE_ONLY: std::sync::atomic::AtomicBool =
-        std::sync::atomic::AtomicBool::new(false);
-
     pub fn available() -> bool {
         #[cfg(test)]
-        if PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+        if super::PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
             return false;
         }
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -900,9 +929,9 @@ mod tests {
     #[test]
     fn portable_kernels_match_the_layer_by_layer_block() {
         use std::sync::atomic::Ordering::Relaxed;
-        avx2::PORTABLE_ONLY.store(true, Relaxed);
+        PORTABLE_ONLY.store(true, Relaxed);
         let result = std::panic::catch_unwind(matches_the_layer_by_layer_block);
-        avx2::PORTABLE_ONLY.store(false, Relaxed);
+        PORTABLE_ONLY.store(false, Relaxed);
         result.unwrap();
     }
 
