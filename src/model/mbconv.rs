@@ -580,7 +580,6 @@ mod avx2 {
         );
         let weights = &e.weight[c0 * cin..(c0 + cc) * cin];
         let bias = &e.bias[c0..c0 + cc];
-        let full = t.w / LANES * LANES;
         let mut pack = vec![0f32; cin * LANES];
         // The padding of an image row: each phase's positions outside its input run.
         let spans: Vec<(usize, usize)> = (0..s)
@@ -607,42 +606,50 @@ mod avx2 {
             };
             let xrow = x.as_ptr().add(iy * t.w);
             let row_at = r * t.padded_row;
-            for x0 in (0..full).step_by(LANES) {
+            for x0 in (0..t.w).step_by(LANES) {
                 // The input block, packed: its rows are whole planes apart (a multiple of
                 // 4 KiB at the usual sizes), so read in place they would all fall in one
-                // L1 set and evict each other before the next channels reuse them.
+                // L1 set and evict each other before the next channels reuse them. A
+                // block past the row's end is packed with zeros.
+                let left = (t.w - x0).min(LANES);
                 for ci in 0..cin {
                     let src = xrow.add(ci * hw + x0);
-                    let dst = pack.as_mut_ptr().add(ci * LANES);
-                    _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
-                    _mm256_storeu_ps(dst.add(8), _mm256_loadu_ps(src.add(8)));
+                    let dst = &mut pack[ci * LANES..(ci + 1) * LANES];
+                    if left == LANES {
+                        _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_loadu_ps(src));
+                        _mm256_storeu_ps(dst.as_mut_ptr().add(8), _mm256_loadu_ps(src.add(8)));
+                    } else {
+                        dst[..left].copy_from_slice(std::slice::from_raw_parts(src, left));
+                        dst[left..].fill(0.0);
+                    }
                 }
                 let xb = pack.as_ptr();
                 let mut c = 0;
-                while c + 4 <= cc {
-                    let acc = sums::<4>(xb, LANES, cin, &weights[c * cin..]);
-                    for (j, a) in acc.iter().enumerate() {
-                        let tile = &mut tiles[(c + j) * tile_len + row_at..][..t.padded_row];
-                        store(tile, *a, bias[c + j], x0, p, s, t.phase_len);
-                    }
-                    c += 4;
-                }
                 while c < cc {
-                    let [a] = sums::<1>(xb, LANES, cin, &weights[c * cin..]);
-                    let tile = &mut tiles[c * tile_len + row_at..][..t.padded_row];
-                    store(tile, a, bias[c], x0, p, s, t.phase_len);
-                    c += 1;
-                }
-            }
-            // Columns past the last whole register block, one at a time.
-            for ix in full..t.w {
-                let col = ix + p;
-                let at = row_at + (col % s) * t.phase_len + col / s;
-                for c in 0..cc {
-                    let wrow = &weights[c * cin..(c + 1) * cin];
-                    let sum =
-                        (0..cin).fold(0f32, |acc, ci| acc + wrow[ci] * *xrow.add(ci * hw + ix));
-                    tiles[c * tile_len + at] = (sum + bias[c]).clamp(0.0, 6.0);
+                    let g = if cc - c >= 4 { 4 } else { 1 };
+                    let mut sums4 = [[_mm256_setzero_ps(); 2]; 4];
+                    if g == 4 {
+                        sums4 = sums::<4>(xb, LANES, cin, &weights[c * cin..]);
+                    } else {
+                        [sums4[0]] = sums::<1>(xb, LANES, cin, &weights[c * cin..]);
+                    }
+                    for (j, a) in sums4.iter().enumerate().take(g) {
+                        let tile = &mut tiles[(c + j) * tile_len + row_at..][..t.padded_row];
+                        if left == LANES {
+                            store(tile, *a, bias[c + j], x0, p, s, t.phase_len);
+                        } else {
+                            // Only the real columns: the rest of the row is padding.
+                            let b = Some(bias[c + j]);
+                            let mut tmp = [0f32; LANES];
+                            _mm256_storeu_ps(tmp.as_mut_ptr(), activate(a[0], b));
+                            _mm256_storeu_ps(tmp.as_mut_ptr().add(8), activate(a[1], b));
+                            for (i, &v) in tmp[..left].iter().enumerate() {
+                                let col = x0 + i + p;
+                                tile[(col % s) * t.phase_len + col / s] = v;
+                            }
+                        }
+                    }
+                    c += g;
                 }
             }
         }
