@@ -9,7 +9,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::mbconv::{deinterleave, fill_run, fill_tile, Band, Dense, Tile, LANES};
+use super::mbconv::{deinterleave, fill_run, fill_tile, Band, Dense, Tile};
 
 /// Output channels per parallel task: whole register groups of four.
 const TASK_CHANNELS: usize = 8;
@@ -117,7 +117,8 @@ fn channels(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Tile, LANES};
+    use super::Tile;
+    use crate::model::mbconv::LANES;
     use std::arch::x86_64::*;
 
     /// # Safety
