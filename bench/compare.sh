@@ -2,15 +2,34 @@
 # cdo-inspect bench, PyTorch eager and ONNX Runtime on one machine, one after the other,
 # with the same frame, backbone, batch and iteration counts; prints all three tables and
 # the side-by-side ratios. Extra arguments go to both (e.g. --backbone resnet18
-# --iterations 20). Needs target/release/cdo-inspect (cargo build --release) and the venv:
+# --iterations 20). BENCH_ROUNDS=N (default 1) runs both N times, alternately, and the
+# final table keeps each figure's best round on each side: a shared machine's speed drifts
+# between runs, and this compares both at their least disturbed. Needs
+# target/release/cdo-inspect (cargo build --release) and the venv:
 #   python3 -m venv bench/.venv && bench/.venv/bin/pip install -r bench/requirements.txt
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 image=${BENCH_IMAGE:-testdata/images/coffee.png}
 out=${BENCH_OUT:-$(mktemp -d)}
+rounds=${BENCH_ROUNDS:-1}
 mkdir -p "$out"
-target/release/cdo-inspect bench --image "$image" --json "$out/cdo-inspect.json" "$@"
-echo
-bench/.venv/bin/python bench/torch_reference.py --image "$image" --json "$out/reference.json" \
-    --compare "$out/cdo-inspect.json" "$@"
-echo "JSON: $out/cdo-inspect.json $out/reference.json"
+ours=() refs=()
+for ((i = 1; i <= rounds; i++)); do
+    [ "$rounds" -gt 1 ] && echo "== round $i of $rounds"
+    target/release/cdo-inspect bench --image "$image" --json "$out/cdo-inspect-$i.json" "$@"
+    echo
+    ours+=("$out/cdo-inspect-$i.json")
+    if [ "$rounds" -eq 1 ]; then
+        bench/.venv/bin/python bench/torch_reference.py --image "$image" \
+            --json "$out/reference-$i.json" --compare "${ours[@]}" "$@"
+    else
+        bench/.venv/bin/python bench/torch_reference.py --image "$image" \
+            --json "$out/reference-$i.json" "$@"
+    fi
+    refs+=("$out/reference-$i.json")
+done
+if [ "$rounds" -gt 1 ]; then
+    bench/.venv/bin/python bench/torch_reference.py --image "$image" \
+        --compare "${ours[@]}" --reference-json "${refs[@]}" "$@"
+fi
+echo "JSON: ${ours[*]} ${refs[*]}"

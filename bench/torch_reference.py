@@ -9,13 +9,18 @@ Gaussian sigma 4 as scipy, mean of the top 1 %), same thread count, same frame. 
 whose weights file is absent get random weights, as in `cdo-inspect bench` (same cost).
 
     bench/.venv/bin/python bench/torch_reference.py [--backbone NAME] [--json FILE]
-        [--compare RUST_JSON]
+        [--compare RUST_JSON ...] [--reference-json REF_JSON ...]
 
 With --compare it also prints the side-by-side table with `cdo-inspect bench`'s JSON.
+Given several (rounds run alternately by `compare.sh`), and --reference-json with this
+script's own JSON from the same rounds instead of timing again, each side keeps every
+figure's best round (lowest median, highest frames/s): on a shared machine whose speed
+drifts between runs, that compares both sides at their least disturbed.
 A developer tool: not used by the product, its tests or CI.
 """
 
 import argparse
+import copy
 import io
 import json
 import os
@@ -391,6 +396,25 @@ def print_table(r):
     print()
 
 
+def best_of(rounds):
+    """One report from several of the same kind: per figure, the best round."""
+    best = copy.deepcopy(rounds[0])
+    for r in rounds[1:]:
+        for run in ("batch1", "batch_n"):
+            for mine, other in zip(best[run]["stages"], r[run]["stages"]):
+                mine["median_ms"] = min(mine["median_ms"], other["median_ms"])
+                mine["p99_ms"] = min(mine["p99_ms"], other["p99_ms"])
+            for key in ("median_ms", "p99_ms"):
+                best[run]["end_to_end"][key] = min(best[run]["end_to_end"][key],
+                                                   r[run]["end_to_end"][key])
+            best[run]["frames_per_s"] = max(best[run]["frames_per_s"], r[run]["frames_per_s"])
+        if best.get("train_step") and r.get("train_step"):
+            step, other = best["train_step"]["step"], r["train_step"]["step"]
+            step["median_ms"] = min(step["median_ms"], other["median_ms"])
+        best["postprocess_share"] = min(best["postprocess_share"], r["postprocess_share"])
+    return best
+
+
 def compare(ours, refs):
     """Side by side: medians in ms, and each reference's time over ours (> 1: we are faster)."""
     for r in refs:
@@ -455,8 +479,22 @@ def main():
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--skip-onnx", action="store_true")
     p.add_argument("--json", help="write both reports here")
-    p.add_argument("--compare", help="cdo-inspect bench --json output to compare with")
+    p.add_argument("--compare", nargs="+",
+                   help="cdo-inspect bench --json output(s) to compare with (several: rounds)")
+    p.add_argument("--reference-json", nargs="+",
+                   help="this script's --json output(s) from earlier rounds: compare those "
+                        "instead of timing again")
     args = p.parse_args()
+
+    if args.reference_json:
+        if not args.compare:
+            raise SystemExit("--reference-json needs --compare")
+        rounds = [json.load(open(f)) for f in args.reference_json]
+        ours = [json.load(open(f)) for f in args.compare]
+        print(f"best of {len(ours)} cdo-inspect and {len(rounds)} reference rounds "
+              "(each figure: its lowest median)")
+        compare(best_of(ours), [best_of(list(r)) for r in zip(*rounds)])
+        return
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
@@ -496,8 +534,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump(reports, f, indent=2)
     if args.compare:
-        with open(args.compare) as f:
-            compare(json.load(f), reports)
+        compare(best_of([json.load(open(f)) for f in args.compare]), reports)
 
 
 if __name__ == "__main__":
