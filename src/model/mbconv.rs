@@ -147,7 +147,8 @@ impl FusedMbConv {
     fn chunk(&self, x: &[f32], c0: usize, d: &mut [f32], t: &Tile) {
         let (s, k, p) = (self.stride, self.k, self.pad());
         let cc = d.len() / (t.oh * t.ow);
-        let mut expanded = POOL.take(cc * t.band_in_rows * t.w);
+        // Only the portable expand needs this scratch; the AVX2 one writes the tiles.
+        let mut expanded: Option<Vec<f32>> = None;
         let mut padded = POOL.take(cc * t.band_padded_rows * t.padded_row);
         let mut r0 = 0;
         while r0 < t.oh {
@@ -188,6 +189,8 @@ impl FusedMbConv {
             // The chunk's planes, rows iy0..iy1: expanded into scratch, or the input.
             let (src, src_plane): (&[f32], usize) = match &self.expand {
                 Some(e) => {
+                    let expanded =
+                        expanded.get_or_insert_with(|| POOL.take(cc * t.band_in_rows * t.w));
                     if n > 0 {
                         // SAFETY: dst is cc x n, lhs the chunk's cc x cin weight rows,
                         // rhs cin rows of n floats, HW apart, starting at row iy0.
@@ -242,7 +245,9 @@ impl FusedMbConv {
             }
             r0 = r1;
         }
-        POOL.give(expanded);
+        if let Some(expanded) = expanded {
+            POOL.give(expanded);
+        }
         POOL.give(padded);
     }
 }
@@ -533,14 +538,14 @@ impl CustomOp1 for FusedMbConv {
 /// Scratch buffers reused across calls: the tiles are hot in the hot loop and the same
 /// few sizes come back every frame. A pool (not thread-locals) because rayon may run
 /// another chunk on a thread that is waiting inside this one.
-struct Pool(Mutex<Vec<Vec<f32>>>);
+pub(crate) struct Pool(Mutex<Vec<Vec<f32>>>);
 
-static POOL: Pool = Pool(Mutex::new(Vec::new()));
+pub(crate) static POOL: Pool = Pool(Mutex::new(Vec::new()));
 
 impl Pool {
     /// A buffer of at least `len` floats with unspecified contents: the smallest pooled
     /// one that is long enough (never resized, so never cleared again), else a new one.
-    fn take(&self, len: usize) -> Vec<f32> {
+    pub(crate) fn take(&self, len: usize) -> Vec<f32> {
         let Ok(mut pool) = self.0.lock() else {
             return vec![0.0; len];
         };
@@ -553,7 +558,7 @@ impl Pool {
         }
     }
 
-    fn give(&self, v: Vec<f32>) {
+    pub(crate) fn give(&self, v: Vec<f32>) {
         if let Ok(mut p) = self.0.lock() {
             // Enough for both networks' chunks in flight; more would only hold memory.
             if p.len() < 16 {

@@ -9,7 +9,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::mbconv::{deinterleave, fill_run, fill_tile, Band, Dense, Tile};
+use super::mbconv::{deinterleave, fill_run, fill_tile, Band, Dense, Tile, POOL};
 
 /// Output channels per parallel task: whole register groups of four.
 const TASK_CHANNELS: usize = 8;
@@ -49,7 +49,10 @@ impl FusedStem {
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let t = Tile::with_band(h, w, oh, ow, k, s, oh);
         let tile_len = t.band_padded_rows * t.padded_row;
-        let mut tiles = vec![0f32; self.cin * tile_len];
+        // Scratch from the fused blocks' pool: `fill_tile` writes every element, padding
+        // included, so it needs no clearing.
+        let mut scratch = POOL.take(self.cin * tile_len);
+        let tiles = &mut scratch[..self.cin * tile_len];
         for (ci, tile) in tiles.chunks_exact_mut(tile_len).enumerate() {
             let band = Band {
                 src: &x[ci * h * w..(ci + 1) * h * w],
@@ -70,8 +73,9 @@ impl FusedStem {
                 let n = out.len() / plane;
                 let weights = &self.conv.weight[c0 * taps..(c0 + n) * taps];
                 let bias = &self.conv.bias[c0..c0 + n];
-                channels(&tiles, tile_len, out, weights, bias, &t, self.cin, k, s);
+                channels(tiles, tile_len, out, weights, bias, &t, self.cin, k, s);
             });
+        POOL.give(scratch);
     }
 }
 
