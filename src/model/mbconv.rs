@@ -483,11 +483,30 @@ pub(crate) fn deinterleave(
     }
 }
 
-/// Tests set this to run the portable kernels on a machine that has AVX2 as well
-/// (both are correct, so other tests running meanwhile are unaffected).
+/// Tests set this (through `with_kernels`) to run the portable kernels on a machine that
+/// has AVX2 as well. Both are correct, so other tests running meanwhile are unaffected.
 #[cfg(test)]
 pub(crate) static PORTABLE_ONLY: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
+
+/// Runs `check` with the AVX2 kernels (where the CPU has them) or, with `portable`, the
+/// portable ones. A test that compares kernels holds this switch for its whole run, so a
+/// concurrent test's choice cannot swap its kernels midway (which had let the AVX2 checks
+/// silently run the portable kernels whenever the two tests overlapped).
+#[cfg(test)]
+pub(crate) fn with_kernels(portable: bool, check: fn()) {
+    use std::sync::atomic::Ordering::Relaxed;
+    static SWITCH: Mutex<()> = Mutex::new(());
+    let _held = SWITCH
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    PORTABLE_ONLY.store(portable, Relaxed);
+    let result = std::panic::catch_unwind(check);
+    PORTABLE_ONLY.store(false, Relaxed);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
 
 /// Whether the AVX2 + FMA kernels run here.
 #[cfg(target_arch = "x86_64")]
@@ -626,22 +645,22 @@ mod tests {
         FusedMbConv::new(cin, k, s, expand, depthwise, project).unwrap()
     }
 
-    /// Every shape the backbone has (k 3/5, stride 1/2, with and without expand and
-    /// residual), on sizes that leave partial register blocks, partial bands and odd
-    /// edges, and middle widths that leave a partial chunk.
     /// The portable kernels (what aarch64 and older x86 CPUs run) on the same cases.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn portable_kernels_match_the_layer_by_layer_block() {
-        use std::sync::atomic::Ordering::Relaxed;
-        PORTABLE_ONLY.store(true, Relaxed);
-        let result = std::panic::catch_unwind(matches_the_layer_by_layer_block);
-        PORTABLE_ONLY.store(false, Relaxed);
-        result.unwrap();
+        with_kernels(true, check_against_the_layer_by_layer_block);
     }
 
     #[test]
     fn matches_the_layer_by_layer_block() {
+        with_kernels(false, check_against_the_layer_by_layer_block);
+    }
+
+    /// Every shape the backbone has (k 3/5, stride 1/2, with and without expand and
+    /// residual), on sizes that leave partial register blocks, partial bands and odd
+    /// edges, and middle widths that leave a partial chunk.
+    fn check_against_the_layer_by_layer_block() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let cases = [
             // (cin, mid, cout, k, s, h, w)

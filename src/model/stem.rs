@@ -251,22 +251,21 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// Against im2col + GEMM + bias + ReLU6 (the layer-by-layer stem), on the real stem's
-    /// shape and on sizes with partial register blocks and odd edges.
     /// The portable loops (what aarch64 runs) on the same cases.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn portable_loops_match_the_layer_by_layer_stem() {
-        use crate::model::mbconv::PORTABLE_ONLY;
-        use std::sync::atomic::Ordering::Relaxed;
-        PORTABLE_ONLY.store(true, Relaxed);
-        let result = std::panic::catch_unwind(matches_the_layer_by_layer_stem);
-        PORTABLE_ONLY.store(false, Relaxed);
-        result.unwrap();
+        crate::model::mbconv::with_kernels(true, check_against_the_layer_by_layer_stem);
     }
 
     #[test]
     fn matches_the_layer_by_layer_stem() {
+        crate::model::mbconv::with_kernels(false, check_against_the_layer_by_layer_stem);
+    }
+
+    /// Against im2col + GEMM + bias + ReLU6 (the layer-by-layer stem), on the real stem's
+    /// shape and on sizes with partial register blocks and odd edges.
+    fn check_against_the_layer_by_layer_stem() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         for (cin, cout, h, w) in [(3, 32, 64, 64), (3, 7, 17, 23), (2, 5, 5, 3)] {
             let r = |rng: &mut ChaCha8Rng, n: usize| -> Vec<f32> {
