@@ -114,6 +114,15 @@ impl FusedMbConv {
             .par_chunks_mut(chunk * oh * ow)
             .enumerate()
             .for_each(|(i, d)| self.chunk(x, i * chunk, d, &tile));
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() && self.mid <= avx2::PROJECT_MAX_MID {
+            // The project as a register kernel like the expand's (see `avx2::project`).
+            let d = &mids[..self.mid * oh * ow];
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            unsafe { avx2::project(d, self.mid, &self.project.weight, y, self.cout) };
+            POOL.give(mids);
+            return;
+        }
         // SAFETY: y is cout x (oh*ow), mids mid x (oh*ow), the weight cout x mid, all
         // row-major and contiguous, sizes as allocated; no aliasing between them.
         unsafe {
@@ -659,7 +668,8 @@ mod tests {
 
     /// Every shape the backbone has (k 3/5, stride 1/2, with and without expand and
     /// residual), on sizes that leave partial register blocks, partial bands and odd
-    /// edges, and middle widths that leave a partial chunk.
+    /// edges, middle widths that leave a partial chunk, and one too wide for the AVX2
+    /// project kernel.
     fn check_against_the_layer_by_layer_block() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let cases = [
@@ -671,6 +681,8 @@ mod tests {
             (20, 120, 20, 5, 1, 7, 5),
             (6, 36, 6, 5, 2, 3, 3),
             (16, 96, 24, 3, 2, 64, 64),
+            // More middle channels than the AVX2 project kernel takes: the GEMM.
+            (8, 264, 12, 3, 1, 6, 7),
         ];
         for (cin, mid, cout, k, s, h, w) in cases {
             let b = block(&mut rng, cin, mid, cout, k, s);
