@@ -112,26 +112,10 @@ pub unsafe fn expand_band(
         let xrow = x.as_ptr().add(iy * t.w);
         let row_at = r * t.padded_row;
         for x0 in (0..t.w).step_by(LANES) {
-            // The input block, packed: its rows are whole planes apart (a multiple of
-            // 4 KiB at the usual sizes), so read in place they would all fall in one
-            // L1 set and evict each other before the next channels reuse them. A
-            // block past the row's end is packed with zeros.
+            // The input block, packed (see `pack_block`); a block past the row's end
+            // is packed with zeros.
             let left = (t.w - x0).min(LANES);
-            for ci in 0..cin {
-                let src = xrow.add(ci * hw + x0);
-                let dst = &mut pack[ci * LANES..(ci + 1) * LANES];
-                if left == LANES {
-                    // The next block's line, fetched while this block's sums run: the
-                    // input planes are read as cin strided streams, which the hardware
-                    // prefetcher follows poorly (8-10 % on the 128 px blocks, A/B).
-                    _mm_prefetch::<_MM_HINT_T0>(src.add(LANES) as *const i8);
-                    _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_loadu_ps(src));
-                    _mm256_storeu_ps(dst.as_mut_ptr().add(8), _mm256_loadu_ps(src.add(8)));
-                } else {
-                    dst[..left].copy_from_slice(std::slice::from_raw_parts(src, left));
-                    dst[left..].fill(0.0);
-                }
-            }
+            pack_block(xrow.add(x0), hw, cin, left, &mut pack);
             let xb = pack.as_ptr();
             let mut c = 0;
             while c < cc {
@@ -160,6 +144,32 @@ pub unsafe fn expand_band(
                 }
                 c += g;
             }
+        }
+    }
+}
+
+/// Packs a block of `left` (at most sixteen) columns of `rows` rows, `stride` apart from
+/// `src`, into `pack` (sixteen floats per row, zeros past `left`). The rows are whole
+/// planes apart (a multiple of 4 KiB at the usual sizes): read in place they would all
+/// fall in one L1 set and evict each other before the next channels reuse them.
+///
+/// # Safety
+/// `src + i * stride .. + left` must be readable for every row i.
+#[inline(always)]
+unsafe fn pack_block(src: *const f32, stride: usize, rows: usize, left: usize, pack: &mut [f32]) {
+    assert!(pack.len() >= rows * LANES && left <= LANES);
+    for (i, dst) in pack.chunks_exact_mut(LANES).take(rows).enumerate() {
+        let row = src.add(i * stride);
+        if left == LANES {
+            // The next block's line, fetched while this block's sums run: the planes are
+            // read as strided streams, which the hardware prefetcher follows poorly
+            // (8-10 % on the 128 px blocks, A/B).
+            _mm_prefetch::<_MM_HINT_T0>(row.add(LANES) as *const i8);
+            _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_loadu_ps(row));
+            _mm256_storeu_ps(dst.as_mut_ptr().add(8), _mm256_loadu_ps(row.add(8)));
+        } else {
+            dst[..left].copy_from_slice(std::slice::from_raw_parts(row, left));
+            dst[left..].fill(0.0);
         }
     }
 }
@@ -326,18 +336,7 @@ pub unsafe fn project(d: &[f32], mid: usize, w: &[f32], y: &mut [f32], cout: usi
     let mut pack = vec![0f32; mid * LANES];
     for p0 in (0..pixels).step_by(LANES) {
         let left = (pixels - p0).min(LANES);
-        for m in 0..mid {
-            let src = d.as_ptr().add(m * pixels + p0);
-            let dst = &mut pack[m * LANES..(m + 1) * LANES];
-            if left == LANES {
-                _mm_prefetch::<_MM_HINT_T0>(src.add(LANES) as *const i8);
-                _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_loadu_ps(src));
-                _mm256_storeu_ps(dst.as_mut_ptr().add(8), _mm256_loadu_ps(src.add(8)));
-            } else {
-                dst[..left].copy_from_slice(std::slice::from_raw_parts(src, left));
-                dst[left..].fill(0.0);
-            }
-        }
+        pack_block(d.as_ptr().add(p0), pixels, mid, left, &mut pack);
         let mut c = 0;
         while c < cout {
             let g = if cout - c >= 4 { 4 } else { 1 };
