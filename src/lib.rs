@@ -11,6 +11,7 @@ pub mod infer;
 pub mod model;
 pub mod preprocess;
 pub mod sample_data;
+mod simd;
 pub mod station;
 pub mod train;
 

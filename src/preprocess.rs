@@ -13,6 +13,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::model::backbone::{IMAGENET_MEAN, IMAGENET_STD};
+use crate::simd::add_scaled;
 
 /// Resizes (bilinear, antialiased like PIL's) to `size` x `size` and normalises with the
 /// ImageNet mean and std, straight into a CHW f32 buffer.
@@ -58,7 +59,7 @@ pub fn image_to_chw(img: &RgbImage, size: u32) -> Vec<f32> {
             acc.fill(0.0);
             let (top, weights) = vertical.get(y);
             for (i, &wt) in weights.iter().enumerate() {
-                add_scaled_u8(acc, &src[(top + i) * row_len..(top + i + 1) * row_len], wt);
+                add_scaled(acc, &src[(top + i) * row_len..(top + i + 1) * row_len], wt);
             }
             // Horizontal pass, rounded to 8 bits as the `image` crate stores its result.
             for (x, px) in resized.chunks_exact_mut(3).enumerate() {
@@ -91,30 +92,6 @@ fn round_to_u8(t: f32) -> u8 {
     } else {
         whole
     }
-}
-
-/// `acc += src * k`, element by element: the vertical pass's inner loop. Built for AVX2
-/// where the CPU has it (eight lanes instead of SSE2's four); a separate multiply and add
-/// either way, so the results are the same bits.
-fn add_scaled_u8(acc: &mut [f32], src: &[u8], k: f32) {
-    #[inline(always)]
-    fn lanes(acc: &mut [f32], src: &[u8], k: f32) {
-        for (a, &s) in acc.iter_mut().zip(src) {
-            *a += s as f32 * k;
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(acc: &mut [f32], src: &[u8], k: f32) {
-            lanes(acc, src, k)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { avx2(acc, src, k) };
-        }
-    }
-    lanes(acc, src, k)
 }
 
 /// One interleaved RGB row into the three normalised planes' rows.

@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use crate::simd::add_scaled;
+
 /// Gaussian smoothing identical to `scipy.ndimage.gaussian_filter(map, sigma)` with its
 /// defaults: truncate 4.0 (radius = int(4σ + 0.5)), mode 'reflect' (half-sample symmetric:
 /// `d c b a | a b c d | d c b a`), normalised kernel, applied separably.
@@ -61,30 +63,6 @@ pub fn gaussian_smooth(map: &[f32], h: usize, w: usize, sigma: f32) -> Vec<f32> 
         },
     );
     out
-}
-
-/// `acc += src * k`, element by element: the inner loop of both smoothing passes. Built
-/// for AVX2 where the CPU has it (four f64 lanes instead of SSE2's two); a separate
-/// multiply and add either way, so the results are the same bits.
-fn add_scaled(acc: &mut [f64], src: &[f64], k: f64) {
-    #[inline(always)]
-    fn lanes(acc: &mut [f64], src: &[f64], k: f64) {
-        for (a, &s) in acc.iter_mut().zip(src) {
-            *a += s * k;
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(acc: &mut [f64], src: &[f64], k: f64) {
-            lanes(acc, src, k)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { avx2(acc, src, k) };
-        }
-    }
-    lanes(acc, src, k)
 }
 
 /// scipy's `_gaussian_kernel1d` (order 0): exp(−x²/2σ²) for |x| ≤ int(truncate·σ + 0.5),
