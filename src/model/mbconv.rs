@@ -4,8 +4,8 @@
 //! convolution, another bias + ReLU6 pass, the 1x1 project GEMM, a bias pass and the
 //! residual add: seven trips through memory, four new tensors, and the largest of them is
 //! the expanded activation (six times the input's channels). Here that activation never
-//! exists whole. The block works through its middle channels a chunk at a time and its
-//! output rows a band at a time, so that one tile stays in the core's L2 cache:
+//! exists whole. The block works through its output rows a band at a time and its
+//! middle channels a chunk at a time, so that one tile stays in the core's L2 cache:
 //!
 //! 1. the expand GEMM for the chunk's channels over the input rows the band needs;
 //! 2. bias + ReLU6, written into a zero-padded scratch tile (split into stride phases, so a
@@ -13,9 +13,12 @@
 //! 3. the depthwise convolution, its sums held in registers with the bias added first and
 //!    ReLU6 applied on the way out.
 //!
-//! Then one project GEMM over all middle channels accumulates onto an output that already
-//! holds the project bias and the residual. Same arithmetic as the layer-by-layer path up
-//! to the order of float sums (fused multiply-adds where the CPU has them).
+//! With AVX2 (`avx2::block_rows`) the bands run in parallel and each also does the
+//! project: row by row, the chunk's depthwise output (a few KiB) is multiplied into the
+//! output rows, which already hold the project bias and the residual. Elsewhere the
+//! chunks run in parallel over whole bands and one project GEMM over all middle channels
+//! follows. Same arithmetic as the layer-by-layer path up to the order of float sums
+//! (fused multiply-adds where the CPU has them).
 
 use std::sync::Mutex;
 
@@ -47,6 +50,9 @@ pub struct FusedMbConv {
     /// mid x k x k, and mid biases.
     depthwise: Dense,
     project: Dense,
+    /// The project weights chunk by chunk (each chunk's cout x cc columns, contiguous),
+    /// as the streamed AVX2 path reads them.
+    project_chunks: Vec<f32>,
     residual: bool,
 }
 
@@ -75,6 +81,15 @@ impl FusedMbConv {
         if depthwise.weight.len() != mid * k * k || project.weight.len() != cout * mid {
             bail!("fused block: depthwise or project weights do not fit {mid} -> {cout} channels");
         }
+        let chunk = CHUNK.min(mid);
+        let project_chunks = (0..mid)
+            .step_by(chunk)
+            .flat_map(|c0| {
+                let w = &project.weight;
+                (0..cout).flat_map(move |co| &w[co * mid + c0..co * mid + (c0 + chunk).min(mid)])
+            })
+            .copied()
+            .collect();
         Ok(Self {
             cin,
             mid,
@@ -84,6 +99,7 @@ impl FusedMbConv {
             expand,
             depthwise,
             project,
+            project_chunks,
             residual: stride == 1 && cin == cout,
         })
     }
@@ -107,6 +123,18 @@ impl FusedMbConv {
     /// bias (and the residual).
     fn image(&self, x: &[f32], y: &mut [f32], h: usize, w: usize) {
         let (oh, ow) = self.out_size(h, w);
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            if let Some(run) = match (self.k, self.stride) {
+                (3, 1) => Some(avx2::block_rows::<3, 1> as BandFn),
+                (3, 2) => Some(avx2::block_rows::<3, 2> as BandFn),
+                (5, 1) => Some(avx2::block_rows::<5, 1> as BandFn),
+                (5, 2) => Some(avx2::block_rows::<5, 2> as BandFn),
+                _ => None,
+            } {
+                return self.image_streamed(x, y, h, w, run);
+            }
+        }
         let tile = Tile::new(self, h, w, oh, ow);
         let chunk = CHUNK.min(self.mid);
         let mut mids = POOL.take(self.mid * oh * ow);
@@ -114,15 +142,6 @@ impl FusedMbConv {
             .par_chunks_mut(chunk * oh * ow)
             .enumerate()
             .for_each(|(i, d)| self.chunk(x, i * chunk, d, &tile));
-        #[cfg(target_arch = "x86_64")]
-        if avx2::available() && self.mid <= avx2::PROJECT_MAX_MID {
-            // The project as a register kernel like the expand's (see `avx2::project`).
-            let d = &mids[..self.mid * oh * ow];
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            unsafe { avx2::project(d, self.mid, &self.project.weight, y, self.cout) };
-            POOL.give(mids);
-            return;
-        }
         // SAFETY: y is cout x (oh*ow), mids mid x (oh*ow), the weight cout x mid, all
         // row-major and contiguous, sizes as allocated; no aliasing between them.
         unsafe {
@@ -151,12 +170,29 @@ impl FusedMbConv {
         POOL.give(mids);
     }
 
+    /// The AVX2 path: bands of output rows in parallel, each running the whole block
+    /// (see `avx2::block_rows`). Bands of equal height, as tall as the tiles allow.
+    #[cfg(target_arch = "x86_64")]
+    fn image_streamed(&self, x: &[f32], y: &mut [f32], h: usize, w: usize, run: BandFn) {
+        let (oh, ow) = self.out_size(h, w);
+        let tallest = Tile::new(self, h, w, oh, ow).band;
+        let bands = oh.div_ceil(tallest);
+        let rows = oh.div_ceil(bands);
+        let t = Tile::with_band(h, w, oh, ow, self.k, self.stride, rows);
+        let out = RowsOut(y.as_mut_ptr());
+        (0..bands).into_par_iter().for_each(|i| {
+            let (r0, r1) = (i * rows, ((i + 1) * rows).min(oh));
+            // SAFETY: the CPU has AVX2 and FMA (checked by the caller); y is this image's
+            // cout x oh x ow output and each band writes only its own rows of it.
+            unsafe { run(self, x, out.get(), r0, r1, &t) };
+        });
+    }
+
     /// Middle channels `c0 ..` (as many as `d` has planes): expand, pad, depthwise, band
     /// by band; writes the chunk's activated depthwise output into `d`.
     fn chunk(&self, x: &[f32], c0: usize, d: &mut [f32], t: &Tile) {
         let (s, k, p) = (self.stride, self.k, self.pad());
         let cc = d.len() / (t.oh * t.ow);
-        // Only the portable expand needs this scratch; the AVX2 one writes the tiles.
         let mut expanded: Option<Vec<f32>> = None;
         let mut padded = POOL.take(cc * t.band_padded_rows * t.padded_row);
         let mut r0 = 0;
@@ -167,33 +203,6 @@ impl FusedMbConv {
             let pr1 = (r1 - 1) * s + k;
             let iy0 = pr0.saturating_sub(p).min(t.h);
             let iy1 = pr1.saturating_sub(p).min(t.h);
-            #[cfg(target_arch = "x86_64")]
-            if let Some(e) = self.expand.as_ref().filter(|_| avx2::available()) {
-                if matches!((k, s), (3 | 5, 1 | 2)) {
-                    // Expand straight into the padded tiles, then the depthwise rows.
-                    let tile_len = (pr1 - pr0) * t.padded_row;
-                    let tiles = &mut padded[..cc * tile_len];
-                    // SAFETY: the CPU has AVX2 and FMA (checked above).
-                    unsafe { avx2::expand_band(x, self.cin, e, c0, cc, pr0, p, s, tiles, t) };
-                    for (c, tile) in tiles.chunks_exact(tile_len).enumerate() {
-                        let plane = c * t.oh * t.ow;
-                        let out = &mut d[plane + r0 * t.ow..plane + r1 * t.ow];
-                        let kernel = &self.depthwise.weight[(c0 + c) * k * k..(c0 + c + 1) * k * k];
-                        let bias = self.depthwise.bias[c0 + c];
-                        // SAFETY: as above.
-                        unsafe {
-                            match (k, s) {
-                                (3, 1) => avx2::conv::<3, 1>(tile, out, kernel, bias, t),
-                                (3, 2) => avx2::conv::<3, 2>(tile, out, kernel, bias, t),
-                                (5, 1) => avx2::conv::<5, 1>(tile, out, kernel, bias, t),
-                                _ => avx2::conv::<5, 2>(tile, out, kernel, bias, t),
-                            }
-                        }
-                    }
-                    r0 = r1;
-                    continue;
-                }
-            }
             let n = (iy1 - iy0) * t.w;
             // The chunk's planes, rows iy0..iy1: expanded into scratch, or the input.
             let (src, src_plane): (&[f32], usize) = match &self.expand {
@@ -258,6 +267,25 @@ impl FusedMbConv {
             POOL.give(expanded);
         }
         POOL.give(padded);
+    }
+}
+
+/// `avx2::block_rows` for one kernel size and stride.
+#[cfg(target_arch = "x86_64")]
+type BandFn = unsafe fn(&FusedMbConv, &[f32], *mut f32, usize, usize, &Tile);
+
+/// An image's output, shared by the bands that write disjoint rows of it.
+#[cfg(target_arch = "x86_64")]
+struct RowsOut(*mut f32);
+// SAFETY: each band writes only its own rows (see `image_streamed`).
+#[cfg(target_arch = "x86_64")]
+unsafe impl Sync for RowsOut {}
+
+#[cfg(target_arch = "x86_64")]
+impl RowsOut {
+    /// Through a method, so closures capture the wrapper (Sync), not the bare pointer.
+    fn get(&self) -> *mut f32 {
+        self.0
     }
 }
 
@@ -345,14 +373,8 @@ pub(crate) struct Band<'a> {
     pub(crate) bias: f32,
 }
 
-/// `band_loops` for one kernel size and stride: hand-vectorised for AVX2 + FMA where the
-/// CPU has them, otherwise compiled from the portable loops.
+/// `band_loops` for one kernel size and stride (the portable path).
 fn dispatch<const K: usize, const S: usize>(b: &Band, tile: &mut [f32], out: &mut [f32], t: &Tile) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { avx2::band::<K, S>(b, tile, out, t) };
-    }
     // aarch64 has NEON with fused multiply-add everywhere; elsewhere a plain multiply-add.
     band_loops::<K, S, { cfg!(target_arch = "aarch64") }>(b, tile, out, t, K, S)
 }
@@ -667,9 +689,8 @@ mod tests {
     }
 
     /// Every shape the backbone has (k 3/5, stride 1/2, with and without expand and
-    /// residual), on sizes that leave partial register blocks, partial bands and odd
-    /// edges, middle widths that leave a partial chunk, and one too wide for the AVX2
-    /// project kernel.
+    /// residual), on sizes that leave partial register blocks, several bands and odd
+    /// edges, and middle widths that leave a partial chunk.
     fn check_against_the_layer_by_layer_block() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let cases = [
@@ -681,8 +702,10 @@ mod tests {
             (20, 120, 20, 5, 1, 7, 5),
             (6, 36, 6, 5, 2, 3, 3),
             (16, 96, 24, 3, 2, 64, 64),
-            // More middle channels than the AVX2 project kernel takes: the GEMM.
+            // Many chunks of middle channels and a partial one.
             (8, 264, 12, 3, 1, 6, 7),
+            // Two bands of output rows at kernel 5, stride 1, with the residual.
+            (12, 72, 12, 5, 1, 70, 40),
         ];
         for (cin, mid, cout, k, s, h, w) in cases {
             let b = block(&mut rng, cin, mid, cout, k, s);

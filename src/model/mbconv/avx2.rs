@@ -1,7 +1,7 @@
 //! The fused block's kernels written with AVX2 + FMA intrinsics: two vectors of output
 //! columns held in registers through all taps. Chosen at run time (`available`).
 
-use super::{fill_tile, Band, Dense, Tile, LANES};
+use super::{fill_tile, Band, Dense, FusedMbConv, Tile, CHUNK, LANES, POOL};
 use std::arch::x86_64::*;
 
 pub fn available() -> bool {
@@ -23,51 +23,53 @@ unsafe fn activate(v: __m256, expand_bias: Option<f32>) -> __m256 {
     }
 }
 
+/// The input rows a band's expand reads, packed once per band (not once per chunk of
+/// middle channels): input row `iy0 + i`, columns `16 b ..`, all channels, at
+/// `((i * blocks) + b) * cin * 16` (see `pack_block`).
+///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn band<const K: usize, const S: usize>(
-    b: &Band,
-    tile: &mut [f32],
-    out: &mut [f32],
+pub unsafe fn pack_input(
+    x: &[f32],
+    cin: usize,
+    iy0: usize,
+    iy1: usize,
     t: &Tile,
+    pack: &mut [f32],
 ) {
-    fill_tile(
-        b,
-        tile,
-        t,
-        K / 2,
-        S,
-        |d, s, e| run(d, s, e),
-        |ev, od, s, e| pairs(ev, od, s, e),
-    );
-    conv_rows::<K, S>(tile, out, &b.kernel[..K * K], b.bias, t);
-}
-
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn conv<const K: usize, const S: usize>(
-    tile: &[f32],
-    out: &mut [f32],
-    w: &[f32],
-    bias: f32,
-    t: &Tile,
-) {
-    conv_rows::<K, S>(tile, out, w, bias, t)
+    let blocks = t.w.div_ceil(LANES);
+    let hw = t.h * t.w;
+    // Every load stays inside x (see `pack_block`), every store inside pack.
+    assert!(iy1 <= t.h && x.len() >= cin * hw && pack.len() >= (iy1 - iy0) * blocks * cin * LANES);
+    for (i, iy) in (iy0..iy1).enumerate() {
+        for (b, x0) in (0..t.w).step_by(LANES).enumerate() {
+            let left = (t.w - x0).min(LANES);
+            let at = (i * blocks + b) * cin * LANES;
+            pack_block(
+                x.as_ptr().add(iy * t.w + x0),
+                hw,
+                cin,
+                left,
+                &mut pack[at..],
+            );
+        }
+    }
 }
 
 /// The expand layer for middle channels `c0 .. c0 + cc` straight into their padded
 /// tiles (`tiles`: cc tiles, one after the other): ReLU6(W x + bias) at each input
-/// position of padded rows `pr0 ..`, zeros elsewhere. Four channels by sixteen columns
-/// are summed in registers across all input channels (the input block stays in L1).
+/// position of padded rows `pr0 ..`, zeros elsewhere. The input comes from
+/// `pack_input`'s band (input rows from `iy0`); four channels by sixteen columns are
+/// summed in registers across all input channels.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn expand_band(
-    x: &[f32],
+    xpack: &[f32],
+    iy0: usize,
     cin: usize,
     e: &Dense,
     c0: usize,
@@ -78,14 +80,12 @@ pub unsafe fn expand_band(
     tiles: &mut [f32],
     t: &Tile,
 ) {
-    let hw = t.h * t.w;
+    let blocks = t.w.div_ceil(LANES);
     let tile_len = tiles.len() / cc;
     let rows = tile_len / t.padded_row;
-    // Every input load below stays inside x, every weight inside the chunk's rows.
-    assert!(x.len() >= cin * hw && e.weight.len() >= (c0 + cc) * cin && e.bias.len() >= c0 + cc);
+    assert!(e.weight.len() >= (c0 + cc) * cin && e.bias.len() >= c0 + cc);
     let weights = &e.weight[c0 * cin..(c0 + cc) * cin];
     let bias = &e.bias[c0..c0 + cc];
-    let mut pack = vec![0f32; cin * LANES];
     // The padding of an image row: each phase's positions outside its input run.
     let spans: Vec<(usize, usize)> = (0..s)
         .map(|ph| {
@@ -109,14 +109,10 @@ pub unsafe fn expand_band(
         let Some(iy) = iy else {
             continue;
         };
-        let xrow = x.as_ptr().add(iy * t.w);
         let row_at = r * t.padded_row;
-        for x0 in (0..t.w).step_by(LANES) {
-            // The input block, packed (see `pack_block`); a block past the row's end
-            // is packed with zeros.
+        for (b, x0) in (0..t.w).step_by(LANES).enumerate() {
             let left = (t.w - x0).min(LANES);
-            pack_block(xrow.add(x0), hw, cin, left, &mut pack);
-            let xb = pack.as_ptr();
+            let xb = xpack[((iy - iy0) * blocks + b) * cin * LANES..][..cin * LANES].as_ptr();
             let mut c = 0;
             while c < cc {
                 let g = if cc - c >= 4 { 4 } else { 1 };
@@ -259,105 +255,186 @@ unsafe fn pairs(even: &mut [f32], odd: &mut [f32], src: &[f32], expand_bias: Opt
     super::deinterleave(&mut even[i..], &mut odd[i..], &src[2 * i..], expand_bias);
 }
 
+/// Output rows `r0 .. r1` of the whole block, every middle channel, the project included:
+/// per chunk of middle channels the expand fills the chunk's padded tiles, then row by
+/// row the depthwise output of all the chunk's channels goes into a small packed buffer
+/// (sixteen columns per channel, block by block: already the layout the project's
+/// register kernel reads) and the project adds W[:, chunk] times it onto the output row.
+/// Nothing bigger than the tiles is written between the layers: the depthwise output
+/// no longer round-trips through L3, nor is the input packed from cold planes per chunk.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA. `y` points at the image's cout x oh x ow output and
+/// no other thread touches its rows `r0 .. r1` meanwhile.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn block_rows<const K: usize, const S: usize>(
+    b: &FusedMbConv,
+    x: &[f32],
+    y: *mut f32,
+    r0: usize,
+    r1: usize,
+    t: &Tile,
+) {
+    let p = K / 2;
+    let cc_max = CHUNK.min(b.mid);
+    let (pr0, pr1) = (r0 * S, (r1 - 1) * S + K);
+    let tile_len = (pr1 - pr0) * t.padded_row;
+    let blocks = t.ow.div_ceil(LANES);
+    let plane = t.oh * t.ow;
+    // The furthest float a tap of the band's last row reads (see `Tile`): checked
+    // once, so the depthwise loads stay inside each tile.
+    let reach = ((r1 - r0 - 1) * S + K - 1) * t.padded_row
+        + (S - 1) * t.phase_len
+        + blocks * LANES
+        + (K - 1) / S;
+    assert!(
+        reach <= tile_len
+            && r1 <= t.oh
+            && x.len() >= b.cin * t.h * t.w
+            && b.project_chunks.len() == b.cout * b.mid
+            && b.depthwise.weight.len() == b.mid * K * K,
+        "fused block: band geometry"
+    );
+    let mut tiles = POOL.take(cc_max * tile_len);
+    let mut dpack = POOL.take(blocks * cc_max * LANES);
+    // The input rows the band's padded rows hold.
+    let iy0 = pr0.saturating_sub(p).min(t.h);
+    let iy1 = pr1.saturating_sub(p).min(t.h);
+    let mut xpack = POOL.take(match b.expand {
+        Some(_) => (iy1 - iy0) * t.w.div_ceil(LANES) * b.cin * LANES,
+        None => 0,
+    });
+    if b.expand.is_some() {
+        pack_input(x, b.cin, iy0, iy1, t, &mut xpack);
+    }
+    for c0 in (0..b.mid).step_by(cc_max) {
+        let cc = cc_max.min(b.mid - c0);
+        let tiles = &mut tiles[..cc * tile_len];
+        match &b.expand {
+            Some(e) => expand_band(&xpack, iy0, b.cin, e, c0, cc, pr0, p, S, tiles, t),
+            None => {
+                for (c, tile) in tiles.chunks_exact_mut(tile_len).enumerate() {
+                    let band = Band {
+                        src: &x[(c0 + c) * t.h * t.w..(c0 + c + 1) * t.h * t.w],
+                        expand_bias: None,
+                        first_row: pr0,
+                        first_src_row: 0,
+                        kernel: &[],
+                        bias: 0.0,
+                    };
+                    fill_tile(
+                        &band,
+                        tile,
+                        t,
+                        p,
+                        S,
+                        |d, s, e| run(d, s, e),
+                        |ev, od, s, e| pairs(ev, od, s, e),
+                    );
+                }
+            }
+        }
+        // The chunk's project weights: cout rows of cc (see `FusedMbConv::project_chunks`).
+        let wc = &b.project_chunks[c0 * b.cout..(c0 + cc) * b.cout];
+        for r in r0..r1 {
+            let rows_at = (r - r0) * S * t.padded_row;
+            for (c, tile) in tiles.chunks_exact(tile_len).enumerate() {
+                let w = &b.depthwise.weight[(c0 + c) * K * K..(c0 + c + 1) * K * K];
+                let bias = b.depthwise.bias[c0 + c];
+                depthwise_row::<K, S>(
+                    tile.as_ptr().add(rows_at),
+                    w,
+                    bias,
+                    t,
+                    dpack.as_mut_ptr().add(c * LANES),
+                    cc * LANES,
+                );
+            }
+            project_row(
+                &dpack[..blocks * cc * LANES],
+                cc,
+                wc,
+                b.cout,
+                y.add(r * t.ow),
+                plane,
+                t.ow,
+            );
+        }
+    }
+    POOL.give(xpack);
+    POOL.give(dpack);
+    POOL.give(tiles);
+}
+
+/// One output row of one channel's depthwise convolution (bias, taps, ReLU6) from the
+/// tile rows at `rows`, sixteen columns per register block, block `i` stored at
+/// `dst + i * block_stride` (all sixteen lanes: past the row's end they are padding).
 #[inline(always)]
-unsafe fn conv_rows<const K: usize, const S: usize>(
-    tile: &[f32],
-    out: &mut [f32],
+unsafe fn depthwise_row<const K: usize, const S: usize>(
+    rows: *const f32,
     w: &[f32],
     bias: f32,
     t: &Tile,
+    dst: *mut f32,
+    block_stride: usize,
 ) {
-    let rows = out.len() / t.ow;
-    if rows == 0 {
-        return;
-    }
-    // The furthest float any tap reads (see `Tile`): checked once, so the loads
-    // below stay inside the tile.
-    let reach = ((rows - 1) * S + K - 1) * t.padded_row
-        + (S - 1) * t.phase_len
-        + t.ow.div_ceil(LANES) * LANES
-        + (K - 1) / S;
-    assert!(
-        reach <= tile.len() && w.len() == K * K,
-        "depthwise tile too small"
-    );
     let (zero, six, vb) = (
         _mm256_setzero_ps(),
         _mm256_set1_ps(6.0),
         _mm256_set1_ps(bias),
     );
-    for r in 0..rows {
-        let base = tile.as_ptr().add(r * S * t.padded_row);
-        let orow = &mut out[r * t.ow..(r + 1) * t.ow];
-        let mut x0 = 0;
-        while x0 < t.ow {
-            let (mut a0, mut a1) = (vb, vb);
-            for i in 0..K {
-                let row = base.add(i * t.padded_row + x0);
-                for j in 0..K {
-                    let p = row.add((j % S) * t.phase_len + j / S);
-                    let wv = _mm256_set1_ps(*w.get_unchecked(i * K + j));
-                    a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p), a0);
-                    a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p.add(8)), a1);
-                }
+    for (blk, x0) in (0..t.ow).step_by(LANES).enumerate() {
+        let (mut a0, mut a1) = (vb, vb);
+        for i in 0..K {
+            let row = rows.add(i * t.padded_row + x0);
+            for j in 0..K {
+                let p = row.add((j % S) * t.phase_len + j / S);
+                let wv = _mm256_set1_ps(*w.get_unchecked(i * K + j));
+                a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p), a0);
+                a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p.add(8)), a1);
             }
-            a0 = _mm256_min_ps(_mm256_max_ps(a0, zero), six);
-            a1 = _mm256_min_ps(_mm256_max_ps(a1, zero), six);
-            let left = t.ow - x0;
-            if left >= LANES {
-                _mm256_storeu_ps(orow.as_mut_ptr().add(x0), a0);
-                _mm256_storeu_ps(orow.as_mut_ptr().add(x0 + 8), a1);
-            } else {
-                let mut tmp = [0f32; LANES];
-                _mm256_storeu_ps(tmp.as_mut_ptr(), a0);
-                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a1);
-                orow[x0..].copy_from_slice(&tmp[..left]);
-            }
-            x0 += LANES;
         }
+        let o = dst.add(blk * block_stride);
+        _mm256_storeu_ps(o, _mm256_min_ps(_mm256_max_ps(a0, zero), six));
+        _mm256_storeu_ps(o.add(8), _mm256_min_ps(_mm256_max_ps(a1, zero), six));
     }
 }
 
-/// The project 1x1 convolution: `y` (cout planes of `pixels`, already holding the bias
-/// and the residual) += W (cout x mid) times `d` (mid planes of `pixels`). Sixteen pixels
-/// at a time: their middle-channel values are packed first (the planes are whole planes
-/// apart, as in the expand), then four output channels are summed in registers over all
-/// middle channels. For up to `PROJECT_MAX_MID` middle channels, where the packed block
-/// stays in L1: there it beats the gemm crate, whose packing and blocking cost more than
-/// they save at these sizes (a few dozen outputs, a few hundred middle channels).
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn project(d: &[f32], mid: usize, w: &[f32], y: &mut [f32], cout: usize) {
-    let pixels = y.len() / cout.max(1);
-    // Every load and store below stays inside d, w and y.
-    assert!(d.len() >= mid * pixels && w.len() >= cout * mid && y.len() == cout * pixels);
-    let mut pack = vec![0f32; mid * LANES];
-    for p0 in (0..pixels).step_by(LANES) {
-        let left = (pixels - p0).min(LANES);
-        pack_block(d.as_ptr().add(p0), pixels, mid, left, &mut pack);
+/// One output row of the project: `y` (its first plane's row; planes `plane` apart) +=
+/// `w` (cout x cc) times the packed depthwise row `d` (blocks of cc x sixteen).
+#[inline(always)]
+unsafe fn project_row(
+    d: &[f32],
+    cc: usize,
+    w: &[f32],
+    cout: usize,
+    y: *mut f32,
+    plane: usize,
+    ow: usize,
+) {
+    for (blk, x0) in (0..ow).step_by(LANES).enumerate() {
+        let xb = d[blk * cc * LANES..(blk + 1) * cc * LANES].as_ptr();
+        let left = (ow - x0).min(LANES);
         let mut c = 0;
         while c < cout {
             let g = if cout - c >= 4 { 4 } else { 1 };
             let mut acc = [[_mm256_setzero_ps(); 2]; 4];
             if g == 4 {
-                acc = sums::<4>(pack.as_ptr(), LANES, mid, &w[c * mid..]);
+                acc = sums::<4>(xb, LANES, cc, &w[c * cc..]);
             } else {
-                [acc[0]] = sums::<1>(pack.as_ptr(), LANES, mid, &w[c * mid..]);
+                [acc[0]] = sums::<1>(xb, LANES, cc, &w[c * cc..]);
             }
             for (j, a) in acc.iter().enumerate().take(g) {
-                let out = &mut y[(c + j) * pixels + p0..(c + j) * pixels + p0 + left];
+                let o = y.add((c + j) * plane + x0);
                 if left == LANES {
-                    let o = out.as_mut_ptr();
                     _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), a[0]));
                     _mm256_storeu_ps(o.add(8), _mm256_add_ps(_mm256_loadu_ps(o.add(8)), a[1]));
                 } else {
                     let mut tmp = [0f32; LANES];
                     _mm256_storeu_ps(tmp.as_mut_ptr(), a[0]);
                     _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a[1]);
-                    for (o, v) in out.iter_mut().zip(tmp) {
-                        *o += v;
+                    for (i, v) in tmp[..left].iter().enumerate() {
+                        *o.add(i) += v;
                     }
                 }
             }
@@ -365,6 +442,3 @@ pub unsafe fn project(d: &[f32], mid: usize, w: &[f32], y: &mut [f32], cout: usi
         }
     }
 }
-
-/// The most middle channels `project` takes: 256 x 16 floats (16 KiB, half of L1) packed.
-pub const PROJECT_MAX_MID: usize = 256;
