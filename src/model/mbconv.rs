@@ -706,6 +706,8 @@ mod tests {
             (8, 264, 12, 3, 1, 6, 7),
             // Two bands of output rows at kernel 5, stride 1, with the residual.
             (12, 72, 12, 5, 1, 70, 40),
+            // Odd channel counts: register groups of six, four and one.
+            (5, 15, 7, 3, 1, 9, 11),
         ];
         for (cin, mid, cout, k, s, h, w) in cases {
             let b = block(&mut rng, cin, mid, cout, k, s);

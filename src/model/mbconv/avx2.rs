@@ -115,33 +115,78 @@ pub unsafe fn expand_band(
             let xb = xpack[((iy - iy0) * blocks + b) * cin * LANES..][..cin * LANES].as_ptr();
             let mut c = 0;
             while c < cc {
-                let g = if cc - c >= 4 { 4 } else { 1 };
-                let mut sums4 = [[_mm256_setzero_ps(); 2]; 4];
-                if g == 4 {
-                    sums4 = sums::<4>(xb, LANES, cin, &weights[c * cin..]);
-                } else {
-                    [sums4[0]] = sums::<1>(xb, LANES, cin, &weights[c * cin..]);
+                let w = &weights[c * cin..];
+                let (b, tiles) = (&bias[c..], &mut tiles[c * tile_len + row_at..]);
+                // Sums of G channels, activated into their tile rows.
+                macro_rules! channels {
+                    ($g:literal) => {
+                        store_sums::<$g>(
+                            sums::<$g>(xb, LANES, cin, w),
+                            b,
+                            tiles,
+                            tile_len,
+                            x0,
+                            left,
+                            p,
+                            s,
+                            t,
+                        )
+                    };
                 }
-                for (j, a) in sums4.iter().enumerate().take(g) {
-                    let tile = &mut tiles[(c + j) * tile_len + row_at..][..t.padded_row];
-                    if left == LANES {
-                        store(tile, *a, bias[c + j], x0, p, s, t.phase_len);
-                    } else {
-                        // Only the real columns: the rest of the row is padding.
-                        let b = Some(bias[c + j]);
-                        let mut tmp = [0f32; LANES];
-                        _mm256_storeu_ps(tmp.as_mut_ptr(), activate(a[0], b));
-                        _mm256_storeu_ps(tmp.as_mut_ptr().add(8), activate(a[1], b));
-                        for (i, &v) in tmp[..left].iter().enumerate() {
-                            let col = x0 + i + p;
-                            tile[(col % s) * t.phase_len + col / s] = v;
-                        }
-                    }
-                }
-                c += g;
+                c += match group(cc - c) {
+                    6 => channels!(6),
+                    4 => channels!(4),
+                    _ => channels!(1),
+                };
             }
         }
     }
+}
+
+/// Output channels summed together in registers, out of `rem` left: six (twelve sums in
+/// flight keep both FMA units busy through their latency) unless that would leave one to
+/// three, then four, then one.
+#[inline(always)]
+fn group(rem: usize) -> usize {
+    match rem {
+        6 | 10.. => 6,
+        4.. => 4,
+        _ => 1,
+    }
+}
+
+/// ReLU6(sums + bias) of `G` channels at input columns `x0 ..` (`left` of them real) into
+/// the padded tile rows at `tiles` (channels `tile_len` apart); returns G.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn store_sums<const G: usize>(
+    acc: [[__m256; 2]; G],
+    bias: &[f32],
+    tiles: &mut [f32],
+    tile_len: usize,
+    x0: usize,
+    left: usize,
+    p: usize,
+    s: usize,
+    t: &Tile,
+) -> usize {
+    for (j, a) in acc.iter().enumerate() {
+        let tile = &mut tiles[j * tile_len..][..t.padded_row];
+        if left == LANES {
+            store(tile, *a, bias[j], x0, p, s, t.phase_len);
+        } else {
+            // Only the real columns: the rest of the row is padding.
+            let b = Some(bias[j]);
+            let mut tmp = [0f32; LANES];
+            _mm256_storeu_ps(tmp.as_mut_ptr(), activate(a[0], b));
+            _mm256_storeu_ps(tmp.as_mut_ptr().add(8), activate(a[1], b));
+            for (i, &v) in tmp[..left].iter().enumerate() {
+                let col = x0 + i + p;
+                tile[(col % s) * t.phase_len + col / s] = v;
+            }
+        }
+    }
+    G
 }
 
 /// Packs a block of `left` (at most sixteen) columns of `rows` rows, `stride` apart from
@@ -417,28 +462,39 @@ unsafe fn project_row(
         let left = (ow - x0).min(LANES);
         let mut c = 0;
         while c < cout {
-            let g = if cout - c >= 4 { 4 } else { 1 };
-            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-            if g == 4 {
-                acc = sums::<4>(xb, LANES, cc, &w[c * cc..]);
-            } else {
-                [acc[0]] = sums::<1>(xb, LANES, cc, &w[c * cc..]);
-            }
-            for (j, a) in acc.iter().enumerate().take(g) {
-                let o = y.add((c + j) * plane + x0);
-                if left == LANES {
-                    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), a[0]));
-                    _mm256_storeu_ps(o.add(8), _mm256_add_ps(_mm256_loadu_ps(o.add(8)), a[1]));
-                } else {
-                    let mut tmp = [0f32; LANES];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), a[0]);
-                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a[1]);
-                    for (i, v) in tmp[..left].iter().enumerate() {
-                        *o.add(i) += v;
-                    }
-                }
-            }
-            c += g;
+            let o = y.add(c * plane + x0);
+            let w = &w[c * cc..];
+            c += match group(cout - c) {
+                6 => add_sums::<6>(sums::<6>(xb, LANES, cc, w), o, plane, left),
+                4 => add_sums::<4>(sums::<4>(xb, LANES, cc, w), o, plane, left),
+                _ => add_sums::<1>(sums::<1>(xb, LANES, cc, w), o, plane, left),
+            };
         }
     }
+}
+
+/// Adds `G` channels' sums onto `left` columns of their output rows (`y`, planes `plane`
+/// apart); returns G.
+#[inline(always)]
+unsafe fn add_sums<const G: usize>(
+    acc: [[__m256; 2]; G],
+    y: *mut f32,
+    plane: usize,
+    left: usize,
+) -> usize {
+    for (j, a) in acc.iter().enumerate() {
+        let o = y.add(j * plane);
+        if left == LANES {
+            _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), a[0]));
+            _mm256_storeu_ps(o.add(8), _mm256_add_ps(_mm256_loadu_ps(o.add(8)), a[1]));
+        } else {
+            let mut tmp = [0f32; LANES];
+            _mm256_storeu_ps(tmp.as_mut_ptr(), a[0]);
+            _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a[1]);
+            for (i, v) in tmp[..left].iter().enumerate() {
+                *o.add(i) += v;
+            }
+        }
+    }
+    G
 }
