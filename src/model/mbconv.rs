@@ -27,7 +27,8 @@ use rayon::prelude::*;
 
 /// Output columns computed per register block (two AVX vectors).
 pub(crate) const LANES: usize = 16;
-/// Scratch bytes per tile: about half a core's L2 here, so the tile survives the GEMM.
+/// Scratch bytes per tile: about half a core's L2 here, so the tiles stay there while the
+/// depthwise reads them (and, on the AVX2 path, the project runs beside them).
 const TILE_BYTES: usize = 256 * 1024;
 /// Middle channels per chunk, at most; fewer when the block has fewer.
 const CHUNK: usize = 32;
