@@ -129,10 +129,11 @@ impl Actuator {
             }
             let pulses_active = reject.release_at.is_some()
                 || pass.as_ref().is_some_and(|p| p.release_at.is_some());
-            if abort.load(Ordering::Relaxed) || (!inbox_open && pending.is_empty()) {
-                if !pulses_active || abort.load(Ordering::Relaxed) {
-                    break;
-                }
+            // Stop on abort, or once the inbox is closed, nothing is pending and no
+            // pulse is still high.
+            let aborted = abort.load(Ordering::Relaxed);
+            if aborted || (!inbox_open && pending.is_empty() && !pulses_active) {
+                break;
             }
             // Sleep until the next event: a due pulse, a pulse end, or a message.
             let next = pending
