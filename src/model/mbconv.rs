@@ -53,6 +53,7 @@ pub struct FusedMbConv {
     project: Dense,
     /// The project weights chunk by chunk (each chunk's cout x cc columns, contiguous),
     /// as the streamed AVX2 path reads them.
+    #[cfg(target_arch = "x86_64")]
     project_chunks: Vec<f32>,
     residual: bool,
 }
@@ -82,15 +83,8 @@ impl FusedMbConv {
         if depthwise.weight.len() != mid * k * k || project.weight.len() != cout * mid {
             bail!("fused block: depthwise or project weights do not fit {mid} -> {cout} channels");
         }
-        let chunk = CHUNK.min(mid);
-        let project_chunks = (0..mid)
-            .step_by(chunk)
-            .flat_map(|c0| {
-                let w = &project.weight;
-                (0..cout).flat_map(move |co| &w[co * mid + c0..co * mid + (c0 + chunk).min(mid)])
-            })
-            .copied()
-            .collect();
+        #[cfg(target_arch = "x86_64")]
+        let project_chunks = chunk_columns(&project.weight, cout, mid);
         Ok(Self {
             cin,
             mid,
@@ -100,6 +94,7 @@ impl FusedMbConv {
             expand,
             depthwise,
             project,
+            #[cfg(target_arch = "x86_64")]
             project_chunks,
             residual: stride == 1 && cin == cout,
         })
@@ -269,6 +264,20 @@ impl FusedMbConv {
         }
         POOL.give(padded);
     }
+}
+
+/// `w` (rows x cols) as column chunks of `CHUNK` (the last one narrower), each chunk's
+/// rows x chunk contiguous, one chunk after the other.
+#[cfg(target_arch = "x86_64")]
+fn chunk_columns(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let chunk = CHUNK.min(cols);
+    (0..cols)
+        .step_by(chunk)
+        .flat_map(|c0| {
+            (0..rows).flat_map(move |r| &w[r * cols + c0..r * cols + (c0 + chunk).min(cols)])
+        })
+        .copied()
+        .collect()
 }
 
 /// `avx2::block_rows` for one kernel size and stride.
