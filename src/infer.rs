@@ -11,7 +11,7 @@ use crate::model::backbone::{BackboneKind, Expert, Network};
 use crate::model::cdo::{anomaly_map, anomaly_maps_host};
 use crate::model::checkpoint::{Checkpoint, CheckpointError, CheckpointFormat};
 use crate::model::layers::Mode;
-use crate::model::postprocess::gaussian_smooth;
+use crate::model::postprocess::gaussian_smooth_in_place;
 use crate::model::resize::bilinear_align_corners_plane;
 use crate::preprocess::{batch_tensor, image_to_chw};
 
@@ -247,7 +247,8 @@ impl Detector {
     /// Smoothing and the image score of one raw map.
     pub fn finish(&self, raw: Vec<f32>) -> Inference {
         let s = self.meta.input_size as usize;
-        let map = gaussian_smooth(&raw, s, s, self.meta.smoothing_sigma);
+        let mut map = raw;
+        gaussian_smooth_in_place(&mut map, s, s, self.meta.smoothing_sigma);
         let score = self.meta.score.apply(&map);
         Inference {
             map,

@@ -7,11 +7,11 @@
 //! with respect to the apprentice features. `anomaly_maps_host` is the inference map again,
 //! on the host, for CPU inference.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{CpuStorage, DType, Result, Storage, StorageRef, Tensor};
 
 use rayon::prelude::*;
 
-use super::resize::{bilinear_align_corners, bilinear_align_corners_plane, nearest};
+use super::resize::{bilinear_align_corners, nearest, BilinearRows};
 
 /// Added under the square root of the channel norm, as `sqrt(Σf² + EPS_NORM²)`: keeps an
 /// all-zero feature vector finite (and its gradient finite) instead of 0/0. Relative effect
@@ -309,6 +309,9 @@ pub fn anomaly_map(
 /// each (normalise, multiply, sum, resize). For CPU inference, where it is several times
 /// faster; it matches [`anomaly_map`] to float rounding (`1 − e·a / (|e| |a|)` instead of the
 /// dot product of normalised vectors).
+///
+/// Contiguous f32 CPU features are read in place, not copied; each level's small
+/// discrepancy plane is upsampled row by row straight into the sum, in parallel over rows.
 pub fn anomaly_maps_host(
     expert: &[Tensor],
     apprentice: &[Tensor],
@@ -321,50 +324,90 @@ pub fn anomaly_maps_host(
             "anomaly_map: output size must be non-zero, got {out_h}x{out_w}"
         ));
     }
-    let host = |t: &Tensor| -> Result<Vec<f32>> {
-        t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
-    };
     let levels = expert
         .iter()
         .zip(apprentice)
-        .map(|(e, a)| Ok((e.dims4()?, host(e)?, host(a)?)))
+        .map(|(e, a)| Ok((e.dims4()?, HostF32::of(e)?, HostF32::of(a)?)))
         .collect::<Result<Vec<_>>>()?;
-    let eps2 = EPS_NORM * EPS_NORM;
+    let inv = 1.0 / levels.len() as f32;
     let maps = (0..b)
         .into_par_iter()
         .map(|i| {
+            let planes: Vec<BilinearRows> = levels
+                .par_iter()
+                .filter_map(|((_, c, h, w), e, a)| {
+                    let n = c * h * w;
+                    let (e, a) = (
+                        &e.values()[i * n..(i + 1) * n],
+                        &a.values()[i * n..(i + 1) * n],
+                    );
+                    BilinearRows::new(&discrepancy_plane(e, a, h * w), *h, *w, out_h, out_w)
+                })
+                .collect();
             let mut sum = vec![0f32; out_h * out_w];
-            let (mut ee, mut aa, mut ea) = (Vec::new(), Vec::new(), Vec::new());
-            for ((_, c, h, w), e, a) in &levels {
-                let (c, plane) = (*c, h * w);
-                for acc in [&mut ee, &mut aa, &mut ea] {
-                    acc.clear();
-                    acc.resize(plane, 0f64);
+            sum.par_chunks_mut(out_w).enumerate().for_each(|(oy, row)| {
+                // Level by level, as adding the whole upsampled planes would: the same bits.
+                for plane in &planes {
+                    plane.add_row(oy, row);
                 }
-                // Channel by channel, so every access runs along a contiguous plane.
-                let base = i * c * plane;
-                for ch in 0..c {
-                    let ep = &e[base + ch * plane..base + (ch + 1) * plane];
-                    let ap = &a[base + ch * plane..base + (ch + 1) * plane];
-                    for p in 0..plane {
-                        let (x, y) = (ep[p] as f64, ap[p] as f64);
-                        ee[p] += x * x;
-                        aa[p] += y * y;
-                        ea[p] += x * y;
-                    }
-                }
-                let level: Vec<f32> = (0..plane)
-                    .map(|p| (1.0 - ea[p] / ((ee[p] + eps2).sqrt() * (aa[p] + eps2).sqrt())) as f32)
-                    .collect();
-                let up = bilinear_align_corners_plane(&level, *h, *w, out_h, out_w);
-                sum.iter_mut().zip(&up).for_each(|(s, u)| *s += u);
-            }
-            let inv = 1.0 / levels.len() as f32;
-            sum.iter_mut().for_each(|s| *s *= inv);
+                row.iter_mut().for_each(|s| *s *= inv);
+            });
             sum
         })
         .collect();
     Ok(maps)
+}
+
+/// `1 − e·a / (|e| |a|)` at every position of one image's level (`e`, `a`: C planes of
+/// `plane` values each), summed in f64.
+fn discrepancy_plane(e: &[f32], a: &[f32], plane: usize) -> Vec<f32> {
+    let (mut ee, mut aa, mut ea) = (vec![0f64; plane], vec![0f64; plane], vec![0f64; plane]);
+    // Channel by channel, so every access runs along a contiguous plane.
+    for (ep, ap) in e.chunks_exact(plane).zip(a.chunks_exact(plane)) {
+        for p in 0..plane {
+            let (x, y) = (ep[p] as f64, ap[p] as f64);
+            ee[p] += x * x;
+            aa[p] += y * y;
+            ea[p] += x * y;
+        }
+    }
+    let eps2 = EPS_NORM * EPS_NORM;
+    (0..plane)
+        .map(|p| (1.0 - ea[p] / ((ee[p] + eps2).sqrt() * (aa[p] + eps2).sqrt())) as f32)
+        .collect()
+}
+
+/// A tensor's values as one f32 slice on the host: borrowed from a contiguous f32 CPU
+/// tensor, copied otherwise (another dtype, a view, a GPU tensor).
+enum HostF32<'a> {
+    Borrowed(StorageRef<'a>, std::ops::Range<usize>),
+    Owned(Vec<f32>),
+}
+
+impl<'a> HostF32<'a> {
+    fn of(t: &'a Tensor) -> Result<Self> {
+        let (storage, layout) = t.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(_)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(HostF32::Borrowed(storage, start..end));
+        }
+        drop(storage);
+        Ok(HostF32::Owned(
+            t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+        ))
+    }
+
+    fn values(&self) -> &[f32] {
+        match self {
+            HostF32::Owned(v) => v,
+            HostF32::Borrowed(storage, range) => match &**storage {
+                Storage::Cpu(CpuStorage::F32(v)) => &v[range.clone()],
+                // `of` borrows only f32 CPU storage.
+                _ => &[],
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -535,6 +578,44 @@ mod tests {
         let z: Vec<Tensor> = e.iter().map(|t| t.zeros_like().unwrap()).collect();
         let out = cdo_loss(&z, &e, Some(&mask), &LossConfig::default()).unwrap();
         assert!(out.total.to_scalar::<f32>().unwrap().is_finite());
+    }
+
+    #[test]
+    fn host_map_reads_views_and_other_dtypes_like_contiguous_f32() {
+        let (e, a, _) = pair(DType::F32);
+        let (e, a) = (tensors(&e), tensors(&a));
+        let want = anomaly_maps_host(&e, &a, 16, 16).unwrap();
+        assert_eq!(want.len(), 2);
+        // Contiguous f32 features are borrowed in place, the rest copied: same maps.
+        let f64s = |v: &[Tensor]| -> Vec<Tensor> {
+            v.iter().map(|t| t.to_dtype(DType::F64).unwrap()).collect()
+        };
+        // Transposed twice over H and W: the same values, but a strided view.
+        let strided = |v: &[Tensor]| -> Vec<Tensor> {
+            v.iter()
+                .map(|t| t.t().unwrap().contiguous().unwrap().t().unwrap())
+                .collect()
+        };
+        assert!(!strided(&e)[0].is_contiguous());
+        assert_eq!(
+            anomaly_maps_host(&f64s(&e), &f64s(&a), 16, 16).unwrap(),
+            want
+        );
+        assert_eq!(
+            anomaly_maps_host(&strided(&e), &strided(&a), 16, 16).unwrap(),
+            want
+        );
+        // The second image of a batch, alone: the borrowed slice starts at its offset.
+        let second = |v: &[Tensor]| -> Vec<Tensor> {
+            v.iter().map(|t| t.narrow(0, 1, 1).unwrap()).collect()
+        };
+        let one = anomaly_maps_host(&second(&e), &second(&a), 16, 16).unwrap();
+        assert_eq!(one, vec![want[1].clone()]);
+        // And the tensor path agrees to float rounding.
+        let t = anomaly_map(&e, &a, 16, 16).unwrap().flatten_all().unwrap();
+        let t = t.to_vec1::<f32>().unwrap();
+        let host: Vec<f32> = want.concat();
+        assert!(t.iter().zip(&host).all(|(x, y)| (x - y).abs() < 1e-5));
     }
 
     #[test]

@@ -20,10 +20,10 @@
 //! follows. Same arithmetic as the layer-by-layer path up to the order of float sums
 //! (fused multiply-adds where the CPU has them).
 
-use std::sync::Mutex;
-
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::scratch::Pool;
 
 /// Output columns computed per register block (two AVX vectors).
 pub(crate) const LANES: usize = 16;
@@ -537,7 +537,7 @@ pub(crate) static PORTABLE_ONLY: std::sync::atomic::AtomicBool =
 #[cfg(test)]
 pub(crate) fn with_kernels(portable: bool, check: fn()) {
     use std::sync::atomic::Ordering::Relaxed;
-    static SWITCH: Mutex<()> = Mutex::new(());
+    static SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _held = SWITCH
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -595,38 +595,8 @@ impl CustomOp1 for FusedMbConv {
     }
 }
 
-/// Scratch buffers reused across calls: the tiles are hot in the hot loop and the same
-/// few sizes come back every frame. A pool (not thread-locals) because rayon may run
-/// another chunk on a thread that is waiting inside this one.
-pub(crate) struct Pool(Mutex<Vec<Vec<f32>>>);
-
-pub(crate) static POOL: Pool = Pool(Mutex::new(Vec::new()));
-
-impl Pool {
-    /// A buffer of at least `len` floats with unspecified contents: the smallest pooled
-    /// one that is long enough (never resized, so never cleared again), else a new one.
-    pub(crate) fn take(&self, len: usize) -> Vec<f32> {
-        let Ok(mut pool) = self.0.lock() else {
-            return vec![0.0; len];
-        };
-        let best = (0..pool.len())
-            .filter(|&i| pool[i].len() >= len)
-            .min_by_key(|&i| pool[i].len());
-        match best {
-            Some(i) => pool.swap_remove(i),
-            None => vec![0.0; len],
-        }
-    }
-
-    pub(crate) fn give(&self, v: Vec<f32>) {
-        if let Ok(mut p) = self.0.lock() {
-            // Enough for both networks' chunks in flight; more would only hold memory.
-            if p.len() < 16 {
-                p.push(v);
-            }
-        }
-    }
-}
+/// The tiles' scratch: hot in the hot loop, and the same few sizes come back every frame.
+pub(crate) static POOL: Pool<f32> = Pool::new();
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ pub mod mbconv;
 pub mod postprocess;
 pub mod resize;
 pub mod resnet;
+mod scratch;
 pub mod stem;
 
 /// The contiguous f32 data of a custom op's CPU operand, or an error naming the op and

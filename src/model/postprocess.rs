@@ -5,7 +5,8 @@
 
 use rayon::prelude::*;
 
-use crate::simd::add_scaled;
+use super::scratch::Pool;
+use crate::simd::weighted_taps;
 
 /// Gaussian smoothing identical to `scipy.ndimage.gaussian_filter(map, sigma)` with its
 /// defaults: truncate 4.0 (radius = int(4σ + 0.5)), mode 'reflect' (half-sample symmetric:
@@ -18,8 +19,16 @@ pub fn gaussian_smooth(map: &[f32], h: usize, w: usize, sigma: f32) -> Vec<f32> 
     if map.len() != h * w {
         return Vec::new();
     }
-    if !(sigma.is_finite() && sigma > 0.0) || h == 0 || w == 0 {
-        return map.to_vec();
+    let mut out = map.to_vec();
+    gaussian_smooth_in_place(&mut out, h, w, sigma);
+    out
+}
+
+/// [`gaussian_smooth`] writing the result over the map itself (the inspection path: no
+/// second full-size map per frame). A slice that does not hold `h*w` values is left as is.
+pub fn gaussian_smooth_in_place(map: &mut [f32], h: usize, w: usize, sigma: f32) {
+    if map.len() != h * w || !(sigma.is_finite() && sigma > 0.0) || h == 0 || w == 0 {
+        return;
     }
     let kernel = gaussian_kernel(sigma as f64, 4.0);
     let r = kernel.len() / 2;
@@ -27,43 +36,45 @@ pub fn gaussian_smooth(map: &[f32], h: usize, w: usize, sigma: f32) -> Vec<f32> 
     // Pass 1 along rows (axis 1), through a reflect-padded line buffer. Rows are
     // independent, as are the output rows of pass 2, so both passes run in parallel
     // (a batch's maps are also smoothed in parallel; rayon shares the cores out).
-    let mut tmp = vec![0.0f64; h * w];
+    let mut tmp = SCRATCH.take(h * w);
+    let tmp_rows = &mut tmp[..h * w];
     let col_idx: Vec<usize> = (0..w + 2 * r)
         .map(|i| reflect_index(i as isize - r as isize, w))
         .collect();
-    tmp.par_chunks_mut(w).zip(map.par_chunks(w)).for_each_init(
-        || vec![0.0f64; w + 2 * r],
-        |line, (dst, src)| {
-            for (l, &j) in line.iter_mut().zip(&col_idx) {
-                *l = src[j] as f64;
-            }
-            // Tap by tap over the whole row (vectorises); each output still sums its
-            // taps in order, as the per-output dot product did.
-            dst.iter_mut().for_each(|o| *o = 0.0);
-            for (t, &k) in kernel.iter().enumerate() {
-                add_scaled(dst, &line[t..t + w], k);
-            }
-        },
-    );
+    let along_row: Vec<usize> = (0..kernel.len()).collect();
+    tmp_rows
+        .par_chunks_mut(w)
+        .zip(map.par_chunks(w))
+        .for_each_init(
+            || vec![0.0f64; w + 2 * r],
+            |line, (dst, src)| {
+                for (l, &j) in line.iter_mut().zip(&col_idx) {
+                    *l = src[j] as f64;
+                }
+                weighted_taps(dst, line, &along_row, &kernel);
+            },
+        );
 
-    // Pass 2 along columns (axis 0): accumulate whole rows, which keeps memory access
-    // sequential and vectorisable.
-    let mut out = vec![0.0f32; h * w];
-    out.par_chunks_mut(w).enumerate().for_each_init(
-        || vec![0.0f64; w],
-        |acc, (y, orow)| {
-            acc.iter_mut().for_each(|a| *a = 0.0);
-            for (t, &k) in kernel.iter().enumerate() {
-                let sy = reflect_index(y as isize + t as isize - r as isize, h);
-                add_scaled(acc, &tmp[sy * w..(sy + 1) * w], k);
+    // Pass 2 along columns (axis 0): the taps are whole rows of the intermediate map, so
+    // memory is still read along rows.
+    let tmp_rows = &*tmp_rows;
+    map.par_chunks_mut(w).enumerate().for_each_init(
+        || (vec![0.0f64; w], vec![0usize; kernel.len()]),
+        |(acc, starts), (y, orow)| {
+            for (t, s) in starts.iter_mut().enumerate() {
+                *s = reflect_index(y as isize + t as isize - r as isize, h) * w;
             }
+            weighted_taps(acc, tmp_rows, starts, &kernel);
             for (o, &a) in orow.iter_mut().zip(acc.iter()) {
                 *o = a as f32;
             }
         },
     );
-    out
+    SCRATCH.give(tmp);
 }
+
+/// The smoothing's f64 intermediate map (512 KiB at 256x256), reused across frames.
+static SCRATCH: Pool<f64> = Pool::new();
 
 /// scipy's `_gaussian_kernel1d` (order 0): exp(−x²/2σ²) for |x| ≤ int(truncate·σ + 0.5),
 /// normalised to sum 1.
@@ -93,7 +104,11 @@ fn reflect_index(i: isize, n: usize) -> usize {
 }
 
 /// Mean of the largest k = max(1, floor(fraction·N)) values — the reference implementation's
-/// image score with `max_ratio = fraction`. Uses selection (O(N)), not a full sort.
+/// image score with `max_ratio = fraction`. Uses selection (O(N)), not a full sort, and
+/// mostly without copying the map: a threshold picked from a strided sample keeps about
+/// 2k candidates, and the k largest are selected among those. Should fewer than k values
+/// pass the threshold (a map unlike its sample), the whole map is selected among instead;
+/// the result is exact either way.
 ///
 /// `fraction` is clamped to [0, 1]; an empty slice gives NaN. NaNs in the input order above
 /// +∞ (IEEE total order), so a NaN map yields a NaN score rather than being silently ignored.
@@ -108,11 +123,35 @@ pub fn top_fraction_mean(values: &[f32], fraction: f64) -> f32 {
         fraction.clamp(0.0, 1.0)
     };
     let k = ((fraction * n as f64).floor() as usize).clamp(1, n);
-    let mut v = values.to_vec();
-    // After selection, position n-k holds the k-th largest and everything right of it is >=.
-    let (_, kth, above) = v.select_nth_unstable_by(n - k, |a, b| a.total_cmp(b));
+    const STRIDE: usize = 8;
+    let mut sample: Vec<f32> = values.iter().step_by(STRIDE).copied().collect();
+    // About twice the sample's share of the k largest, plus a few for small k.
+    let keep = (2 * k / STRIDE + 8).min(sample.len());
+    let at = sample.len() - keep;
+    let threshold = total_order_key(*sample.select_nth_unstable_by(at, |a, b| a.total_cmp(b)).1);
+    let mut candidates = sample;
+    candidates.clear();
+    candidates.extend(values.iter().filter(|&&x| total_order_key(x) >= threshold));
+    if candidates.len() < k {
+        candidates.clear();
+        candidates.extend_from_slice(values);
+    }
+    // After selection, the k largest sit at `at` and right of it.
+    let at = candidates.len() - k;
+    let (_, kth, above) = candidates.select_nth_unstable_by(at, |a, b| a.total_cmp(b));
     let sum: f64 = above.iter().map(|&x| x as f64).sum::<f64>() + *kth as f64;
     (sum / k as f64) as f32
+}
+
+/// The bits of `x` as an unsigned key in IEEE total order (the order of `f32::total_cmp`).
+#[inline]
+fn total_order_key(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b >> 31 == 1 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
 }
 
 /// The largest value (NaN for an empty slice; NaNs are ignored unless all values are NaN).
@@ -215,6 +254,88 @@ mod tests {
         assert_eq!(top_fraction_mean(&v, 7.0), 3.1);
         assert!(top_fraction_mean(&[], 0.1).is_nan());
         assert_eq!(top_fraction_mean(&[2.0], 0.0), 2.0);
+    }
+
+    /// Each output as one dot product over its taps, in order: the plain definition.
+    fn smooth_naive(map: &[f32], h: usize, w: usize, sigma: f32) -> Vec<f32> {
+        let k = gaussian_kernel(sigma as f64, 4.0);
+        let r = k.len() as isize / 2;
+        let mut rows = vec![0f64; h * w];
+        for y in 0..h {
+            for x in 0..w {
+                rows[y * w + x] = k.iter().enumerate().fold(0.0, |acc, (t, &kt)| {
+                    acc + map[y * w + reflect_index(x as isize + t as isize - r, w)] as f64 * kt
+                });
+            }
+        }
+        let mut out = vec![0f32; h * w];
+        for y in 0..h {
+            for x in 0..w {
+                out[y * w + x] = k.iter().enumerate().fold(0.0, |acc, (t, &kt)| {
+                    acc + rows[reflect_index(y as isize + t as isize - r, h) * w + x] * kt
+                }) as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn smoothing_equals_the_plain_definition_bit_for_bit() {
+        // Widths with and without a tail after the 32-wide register blocks, and a map
+        // narrower than the kernel.
+        for (h, w, sigma) in [(64, 64, 4.0), (37, 70, 4.0), (9, 5, 1.5), (50, 33, 2.5)] {
+            let m: Vec<f32> = (0..h * w)
+                .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.3)
+                .collect();
+            let want = smooth_naive(&m, h, w, sigma);
+            assert_eq!(gaussian_smooth(&m, h, w, sigma), want, "{h}x{w}");
+            let mut inplace = m.clone();
+            gaussian_smooth_in_place(&mut inplace, h, w, sigma);
+            assert_eq!(inplace, want, "{h}x{w} in place");
+        }
+        // A slice of the wrong length is left as it is.
+        let mut short = vec![1.0f32, 2.0, 3.0];
+        gaussian_smooth_in_place(&mut short, 2, 2, 4.0);
+        assert_eq!(short, vec![1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn top_fraction_matches_a_full_sort() {
+        let by_sort = |v: &[f32], f: f64| {
+            let k = ((f * v.len() as f64).floor() as usize).clamp(1, v.len());
+            let mut s = v.to_vec();
+            s.sort_by(|a, b| b.total_cmp(a));
+            (s[..k].iter().map(|&x| x as f64).sum::<f64>() / k as f64) as f32
+        };
+        let n = 256 * 256;
+        // A smooth bump over noise, as a smoothed anomaly map looks.
+        let bumpy: Vec<f32> = (0..n)
+            .map(|i| {
+                let (y, x) = ((i / 256) as f32 - 90.0, (i % 256) as f32 - 170.0);
+                (-(x * x + y * y) / 800.0).exp() + ((i * 7919) % 997) as f32 * 1e-5
+            })
+            .collect();
+        // The sampled positions (every 8th) hold the largest values, so the threshold
+        // from the sample passes too few: the whole-map fallback.
+        let adversarial: Vec<f32> = (0..n)
+            .map(|i| {
+                if i % 8 == 0 {
+                    1.0 + i as f32
+                } else {
+                    (i % 13) as f32 * 0.01
+                }
+            })
+            .collect();
+        let mut ties = vec![0.5f32; n];
+        ties[1234] = 2.0;
+        for v in [&bumpy, &adversarial, &ties] {
+            for f in [0.0, 0.001, 0.01, 0.1, 0.5, 1.0] {
+                assert_eq!(top_fraction_mean(v, f), by_sort(v, f), "fraction {f}");
+            }
+        }
+        let mut with_nan = bumpy.clone();
+        with_nan[77] = f32::NAN;
+        assert!(top_fraction_mean(&with_nan, 0.01).is_nan());
     }
 
     #[test]

@@ -165,49 +165,78 @@ pub fn bilinear_align_corners_plane(
     out_h: usize,
     out_w: usize,
 ) -> Vec<f32> {
-    if h == 0 || w == 0 || out_h == 0 || out_w == 0 || src.len() != h * w {
-        return Vec::new();
-    }
-    if h == out_h && w == out_w {
+    if h == out_h && w == out_w && src.len() == h * w {
         return src.to_vec();
     }
-    let xs: Vec<(usize, usize, f32)> = (0..out_w)
-        .map(|o| {
-            let (a, b, f) = align_corners_coord(o, w, out_w);
-            (a, b, f as f32)
-        })
-        .collect();
-    // Horizontally interpolated copy of one source row, computed lazily and cached by index
-    // (consecutive output rows mostly reuse the same two source rows).
-    let interp_row = |r: usize, buf: &mut Vec<f32>| {
-        let row = &src[r * w..(r + 1) * w];
-        buf.clear();
-        buf.extend(xs.iter().map(|&(a, b, f)| row[a] + (row[b] - row[a]) * f));
+    let Some(rows) = BilinearRows::new(src, h, w, out_h, out_w) else {
+        return Vec::new();
     };
     let mut out = vec![0.0f32; out_h * out_w];
-    let (mut r0, mut r1) = (Vec::with_capacity(out_w), Vec::with_capacity(out_w));
-    let (mut k0, mut k1) = (usize::MAX, usize::MAX);
     for (oy, orow) in out.chunks_exact_mut(out_w).enumerate() {
-        let (y0, y1, fy) = align_corners_coord(oy, h, out_h);
-        let fy = fy as f32;
-        if k0 != y0 {
-            if k1 == y0 {
-                std::mem::swap(&mut r0, &mut r1);
-                k1 = usize::MAX;
-            } else {
-                interp_row(y0, &mut r0);
-            }
-            k0 = y0;
+        rows.write_row(oy, orow);
+    }
+    out
+}
+
+/// Bilinear (align_corners=true) upsampling of one plane, output row by output row: every
+/// source row is interpolated horizontally once, and each output row blends two of them.
+/// Rows can then be built in any order, in parallel, or summed over several planes
+/// without a full-size temporary per plane.
+pub struct BilinearRows {
+    /// The `h` source rows, each interpolated to `out_w` columns.
+    rows: Vec<f32>,
+    h: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl BilinearRows {
+    /// `None` if `src` does not hold `h*w` values or a size is zero.
+    pub fn new(src: &[f32], h: usize, w: usize, out_h: usize, out_w: usize) -> Option<Self> {
+        if h == 0 || w == 0 || out_h == 0 || out_w == 0 || src.len() != h * w {
+            return None;
         }
-        if k1 != y1 {
-            interp_row(y1, &mut r1);
-            k1 = y1;
+        let xs: Vec<(usize, usize, f32)> = (0..out_w)
+            .map(|o| {
+                let (a, b, f) = align_corners_coord(o, w, out_w);
+                (a, b, f as f32)
+            })
+            .collect();
+        let mut rows = Vec::with_capacity(h * out_w);
+        for row in src.chunks_exact(w) {
+            rows.extend(xs.iter().map(|&(a, b, f)| row[a] + (row[b] - row[a]) * f));
         }
-        for ((o, &a), &b) in orow.iter_mut().zip(r0.iter()).zip(r1.iter()) {
+        Some(BilinearRows {
+            rows,
+            h,
+            out_h,
+            out_w,
+        })
+    }
+
+    /// The two interpolated source rows output row `oy` blends, and the second one's weight.
+    fn pair(&self, oy: usize) -> (&[f32], &[f32], f32) {
+        let (y0, y1, fy) = align_corners_coord(oy, self.h, self.out_h);
+        let row = |y: usize| &self.rows[y * self.out_w..(y + 1) * self.out_w];
+        (row(y0), row(y1), fy as f32)
+    }
+
+    /// Writes output row `oy` (`out_w` values) into `out`.
+    pub fn write_row(&self, oy: usize, out: &mut [f32]) {
+        let (r0, r1, fy) = self.pair(oy);
+        for ((o, &a), &b) in out.iter_mut().zip(r0).zip(r1) {
             *o = a + (b - a) * fy;
         }
     }
-    out
+
+    /// Adds output row `oy` to `acc` (each value rounded to f32 before the add, as adding
+    /// the upsampled plane would).
+    pub fn add_row(&self, oy: usize, acc: &mut [f32]) {
+        let (r0, r1, fy) = self.pair(oy);
+        for ((o, &a), &b) in acc.iter_mut().zip(r0).zip(r1) {
+            *o += a + (b - a) * fy;
+        }
+    }
 }
 
 #[cfg(test)]
