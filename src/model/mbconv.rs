@@ -115,9 +115,13 @@ impl FusedMbConv {
         (f(h), f(w))
     }
 
-    /// One image: `x` is cin x H x W, `y` cout x OH x OW and already holds the project
-    /// bias (and the residual).
-    fn image(&self, x: &[f32], y: &mut [f32], h: usize, w: usize) {
+    /// One image: `x` is cin x H x W; writes every value of the cout x OH x OW output at
+    /// `y` (uninitialised memory on entry).
+    ///
+    /// # Safety
+    /// `y` must be valid for `cout * OH * OW` writes, and nothing else may access that
+    /// memory meanwhile.
+    unsafe fn image(&self, x: &[f32], y: *mut f32, h: usize, w: usize) {
         let (oh, ow) = self.out_size(h, w);
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
@@ -131,6 +135,20 @@ impl FusedMbConv {
                 return self.image_streamed(x, y, h, w, run);
             }
         }
+        // The project GEMM accumulates onto the project bias plus the residual.
+        let plane = oh * ow;
+        for (co, &bias) in self.project.bias.iter().enumerate() {
+            let dst = y.add(co * plane);
+            for i in 0..plane {
+                let residual = if self.residual {
+                    x[co * plane + i]
+                } else {
+                    0.0
+                };
+                dst.add(i).write(residual + bias);
+            }
+        }
+        let y = std::slice::from_raw_parts_mut(y, self.cout * plane);
         let tile = Tile::new(self, h, w, oh, ow);
         let chunk = CHUNK.min(self.mid);
         let mut mids = POOL.take(self.mid * oh * ow);
@@ -140,7 +158,7 @@ impl FusedMbConv {
             .for_each(|(i, d)| self.chunk(x, i * chunk, d, &tile));
         // SAFETY: y is cout x (oh*ow), mids mid x (oh*ow), the weight cout x mid, all
         // row-major and contiguous, sizes as allocated; no aliasing between them.
-        unsafe {
+        {
             gemm::gemm(
                 self.cout,
                 oh * ow,
@@ -169,17 +187,17 @@ impl FusedMbConv {
     /// The AVX2 path: bands of output rows in parallel, each running the whole block
     /// (see `avx2::block_rows`). Bands of equal height, as tall as the tiles allow.
     #[cfg(target_arch = "x86_64")]
-    fn image_streamed(&self, x: &[f32], y: &mut [f32], h: usize, w: usize, run: BandFn) {
+    fn image_streamed(&self, x: &[f32], y: *mut f32, h: usize, w: usize, run: BandFn) {
         let (oh, ow) = self.out_size(h, w);
         let tallest = Tile::new(self, h, w, oh, ow).band;
         let bands = oh.div_ceil(tallest);
         let rows = oh.div_ceil(bands);
         let t = Tile::with_band(h, w, oh, ow, self.k, self.stride, rows);
-        let out = RowsOut(y.as_mut_ptr());
+        let out = RowsOut(y);
         (0..bands).into_par_iter().for_each(|i| {
             let (r0, r1) = (i * rows, ((i + 1) * rows).min(oh));
             // SAFETY: the CPU has AVX2 and FMA (checked by the caller); y is this image's
-            // cout x oh x ow output and each band writes only its own rows of it.
+            // cout x oh x ow output and each band writes (all of) only its own rows.
             unsafe { run(self, x, out.get(), r0, r1, &t) };
         });
     }
@@ -284,14 +302,12 @@ fn chunk_columns(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 #[cfg(target_arch = "x86_64")]
 type BandFn = unsafe fn(&FusedMbConv, &[f32], *mut f32, usize, usize, &Tile);
 
-/// An image's output, shared by the bands that write disjoint rows of it.
-#[cfg(target_arch = "x86_64")]
+/// Output memory shared by tasks that write disjoint parts of it: the images of a batch,
+/// the bands of an image.
 struct RowsOut(*mut f32);
-// SAFETY: each band writes only its own rows (see `image_streamed`).
-#[cfg(target_arch = "x86_64")]
+// SAFETY: each task writes only its own image or rows (see `cpu_fwd`, `image_streamed`).
 unsafe impl Sync for RowsOut {}
 
-#[cfg(target_arch = "x86_64")]
 impl RowsOut {
     /// Through a method, so closures capture the wrapper (Sync), not the bare pointer.
     fn get(&self) -> *mut f32 {
@@ -574,23 +590,19 @@ impl CustomOp1 for FusedMbConv {
             );
         }
         let (oh, ow) = self.out_size(h, w);
-        let plane = oh * ow;
-        // The output starts as the project bias plus the residual; the project GEMM
-        // accumulates onto it.
-        let mut y = Vec::with_capacity(b * self.cout * plane);
-        for bi in 0..b {
-            for (co, &bias) in self.project.bias.iter().enumerate() {
-                if self.residual {
-                    let at = (bi * self.cin + co) * plane;
-                    y.extend(x[at..at + plane].iter().map(|&v| v + bias));
-                } else {
-                    y.extend(std::iter::repeat(bias).take(plane));
-                }
-            }
-        }
-        y.par_chunks_mut(self.cout * plane)
-            .zip(x.par_chunks(self.cin * h * w))
-            .for_each(|(yi, xi)| self.image(xi, yi, h, w));
+        let image_len = self.cout * oh * ow;
+        // Not zeroed first: every image writes all of its output (the bias and residual
+        // with its first sums), which saves a pass over the output.
+        let mut y: Vec<f32> = Vec::with_capacity(b * image_len);
+        let out = RowsOut(y.as_mut_ptr());
+        x.par_chunks(self.cin * h * w)
+            .take(b)
+            .enumerate()
+            // SAFETY: image i writes only its own image_len values of y's capacity.
+            .for_each(|(i, xi)| unsafe { self.image(xi, out.get().add(i * image_len), h, w) });
+        // SAFETY: all b images' values are written (above); a panic would have left y
+        // empty, never exposing unwritten values.
+        unsafe { y.set_len(b * image_len) };
         Ok((CpuStorage::F32(y), Shape::from((b, self.cout, oh, ow))))
     }
 }

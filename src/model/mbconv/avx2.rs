@@ -87,12 +87,13 @@ pub unsafe fn expand_band(
     let weights = &e.weight[c0 * cin..(c0 + cc) * cin];
     let bias = &e.bias[c0..c0 + cc];
     // The padding of an image row: each phase's positions outside its input run.
-    let spans: Vec<(usize, usize)> = (0..s)
-        .map(|ph| {
-            let (lo, n, _) = t.phase_data(ph, p, s);
-            (ph * t.phase_len + lo, ph * t.phase_len + lo + n)
-        })
-        .collect();
+    assert!(s <= 2);
+    let mut spans = [(0, 0); 2];
+    for (ph, span) in spans.iter_mut().enumerate().take(s) {
+        let (lo, n, _) = t.phase_data(ph, p, s);
+        *span = (ph * t.phase_len + lo, ph * t.phase_len + lo + n);
+    }
+    let spans = &spans[..s];
     for r in 0..rows {
         let iy = (pr0 + r).checked_sub(p).filter(|&iy| iy < t.h);
         for c in 0..cc {
@@ -395,6 +396,15 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
                     cc * LANES,
                 );
             }
+            // The first chunk's sums start the output: onto the project bias and the
+            // residual (the same row of the block's input), not onto y.
+            let onto = match c0 {
+                0 => Onto::Init {
+                    bias: &b.project.bias,
+                    residual: b.residual.then(|| x.as_ptr().add(r * t.ow)),
+                },
+                _ => Onto::Output,
+            };
             project_row(
                 &dpack[..blocks * cc * LANES],
                 cc,
@@ -403,6 +413,7 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
                 y.add(r * t.ow),
                 plane,
                 t.ow,
+                onto,
             );
         }
     }
@@ -445,8 +456,37 @@ unsafe fn depthwise_row<const K: usize, const S: usize>(
     }
 }
 
-/// One output row of the project: `y` (its first plane's row; planes `plane` apart) +=
-/// `w` (cout x cc) times the packed depthwise row `d` (blocks of cc x sixteen).
+/// What the project's sums of a chunk are added onto.
+#[derive(Clone, Copy)]
+enum Onto<'a> {
+    /// The output rows, which earlier chunks wrote.
+    Output,
+    /// For the first chunk: the project bias plus, with a residual, the input row at
+    /// `residual` (its first plane's; planes as far apart as the output's). The output
+    /// rows hold nothing yet, and are never read.
+    Init {
+        bias: &'a [f32],
+        residual: Option<*const f32>,
+    },
+}
+
+impl Onto<'_> {
+    /// The same for output channels from `c` on, at column `x0`.
+    #[inline(always)]
+    unsafe fn at(self, c: usize, x0: usize, plane: usize) -> Self {
+        match self {
+            Onto::Output => Onto::Output,
+            Onto::Init { bias, residual } => Onto::Init {
+                bias: &bias[c..],
+                residual: residual.map(|r| r.add(c * plane + x0)),
+            },
+        }
+    }
+}
+
+/// One output row of the project: `y` (its first plane's row; planes `plane` apart) =
+/// `onto` + `w` (cout x cc) times the packed depthwise row `d` (blocks of cc x sixteen).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn project_row(
     d: &[f32],
@@ -456,6 +496,7 @@ unsafe fn project_row(
     y: *mut f32,
     plane: usize,
     ow: usize,
+    onto: Onto,
 ) {
     for (blk, x0) in (0..ow).step_by(LANES).enumerate() {
         let xb = d[blk * cc * LANES..(blk + 1) * cc * LANES].as_ptr();
@@ -464,35 +505,56 @@ unsafe fn project_row(
         while c < cout {
             let o = y.add(c * plane + x0);
             let w = &w[c * cc..];
+            let onto = onto.at(c, x0, plane);
             c += match group(cout - c) {
-                6 => add_sums::<6>(sums::<6>(xb, LANES, cc, w), o, plane, left),
-                4 => add_sums::<4>(sums::<4>(xb, LANES, cc, w), o, plane, left),
-                _ => add_sums::<1>(sums::<1>(xb, LANES, cc, w), o, plane, left),
+                6 => add_sums::<6>(sums::<6>(xb, LANES, cc, w), o, plane, left, onto),
+                4 => add_sums::<4>(sums::<4>(xb, LANES, cc, w), o, plane, left, onto),
+                _ => add_sums::<1>(sums::<1>(xb, LANES, cc, w), o, plane, left, onto),
             };
         }
     }
 }
 
-/// Adds `G` channels' sums onto `left` columns of their output rows (`y`, planes `plane`
-/// apart); returns G.
+/// Adds `G` channels' sums onto `onto` and writes `left` columns of their output rows
+/// (`y`, planes `plane` apart); returns G.
 #[inline(always)]
 unsafe fn add_sums<const G: usize>(
     acc: [[__m256; 2]; G],
     y: *mut f32,
     plane: usize,
     left: usize,
+    onto: Onto,
 ) -> usize {
     for (j, a) in acc.iter().enumerate() {
         let o = y.add(j * plane);
+        // The sixteen values the sums go onto; only `left` of them are read.
+        let base = |i: usize| -> __m256 {
+            match onto {
+                Onto::Output => _mm256_loadu_ps(o.add(i)),
+                Onto::Init { bias, residual } => {
+                    let b = _mm256_set1_ps(bias[j]);
+                    match residual {
+                        Some(r) => _mm256_add_ps(_mm256_loadu_ps(r.add(j * plane + i)), b),
+                        None => b,
+                    }
+                }
+            }
+        };
         if left == LANES {
-            _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), a[0]));
-            _mm256_storeu_ps(o.add(8), _mm256_add_ps(_mm256_loadu_ps(o.add(8)), a[1]));
+            _mm256_storeu_ps(o, _mm256_add_ps(base(0), a[0]));
+            _mm256_storeu_ps(o.add(8), _mm256_add_ps(base(8), a[1]));
         } else {
             let mut tmp = [0f32; LANES];
             _mm256_storeu_ps(tmp.as_mut_ptr(), a[0]);
             _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a[1]);
             for (i, v) in tmp[..left].iter().enumerate() {
-                *o.add(i) += v;
+                let onto = match onto {
+                    Onto::Output => *o.add(i),
+                    Onto::Init { bias, residual } => {
+                        residual.map_or(0.0, |r| *r.add(j * plane + i)) + bias[j]
+                    }
+                };
+                o.add(i).write(onto + v);
             }
         }
     }
