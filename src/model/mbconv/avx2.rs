@@ -57,9 +57,35 @@ pub unsafe fn pack_input(
     }
 }
 
+/// Zeros everything of the padded tiles (`tiles`: tiles of `t`'s band from padded row
+/// `pr0`, one after the other) that the expand never writes: the rows outside the image
+/// and each image row's padding columns. Once per band: the chunks reuse the tiles with
+/// the same layout and write only the image's positions.
+fn zero_padding(tiles: &mut [f32], tile_len: usize, pr0: usize, p: usize, s: usize, t: &Tile) {
+    // The padding of an image row: each phase's positions outside its input run.
+    assert!(s <= 2);
+    let mut spans = [(0, 0); 2];
+    for (ph, span) in spans.iter_mut().enumerate().take(s) {
+        let (lo, n, _) = t.phase_data(ph, p, s);
+        *span = (ph * t.phase_len + lo, ph * t.phase_len + lo + n);
+    }
+    for tile in tiles.chunks_exact_mut(tile_len) {
+        for (r, row) in tile.chunks_exact_mut(t.padded_row).enumerate() {
+            if (pr0 + r).checked_sub(p).filter(|&iy| iy < t.h).is_none() {
+                row.fill(0.0);
+                continue;
+            }
+            for (ph, &(a, z)) in spans[..s].iter().enumerate() {
+                row[ph * t.phase_len..a].fill(0.0);
+                row[z..(ph + 1) * t.phase_len].fill(0.0);
+            }
+        }
+    }
+}
+
 /// The expand layer for middle channels `c0 .. c0 + cc` straight into their padded
 /// tiles (`tiles`: cc tiles, one after the other): ReLU6(W x + bias) at each input
-/// position of padded rows `pr0 ..`, zeros elsewhere. The input comes from
+/// position of padded rows `pr0 ..` (the padding is `zero_padding`'s). The input comes from
 /// `pack_input`'s band (input rows from `iy0`); four channels by sixteen columns are
 /// summed in registers across all input channels.
 ///
@@ -86,28 +112,9 @@ pub unsafe fn expand_band(
     assert!(e.weight.len() >= (c0 + cc) * cin && e.bias.len() >= c0 + cc);
     let weights = &e.weight[c0 * cin..(c0 + cc) * cin];
     let bias = &e.bias[c0..c0 + cc];
-    // The padding of an image row: each phase's positions outside its input run.
-    assert!(s <= 2);
-    let mut spans = [(0, 0); 2];
-    for (ph, span) in spans.iter_mut().enumerate().take(s) {
-        let (lo, n, _) = t.phase_data(ph, p, s);
-        *span = (ph * t.phase_len + lo, ph * t.phase_len + lo + n);
-    }
-    let spans = &spans[..s];
     for r in 0..rows {
-        let iy = (pr0 + r).checked_sub(p).filter(|&iy| iy < t.h);
-        for c in 0..cc {
-            let row = &mut tiles[c * tile_len + r * t.padded_row..][..t.padded_row];
-            if iy.is_none() {
-                row.fill(0.0);
-                continue;
-            }
-            for (ph, &(a, z)) in spans.iter().enumerate() {
-                row[ph * t.phase_len..a].fill(0.0);
-                row[z..(ph + 1) * t.phase_len].fill(0.0);
-            }
-        }
-        let Some(iy) = iy else {
+        // Rows outside the image stay as `zero_padding` left them.
+        let Some(iy) = (pr0 + r).checked_sub(p).filter(|&iy| iy < t.h) else {
             continue;
         };
         let row_at = r * t.padded_row;
@@ -352,6 +359,9 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
     });
     if b.expand.is_some() {
         pack_input(x, b.cin, iy0, iy1, t, &mut xpack);
+    }
+    if b.expand.is_some() {
+        zero_padding(&mut tiles[..cc_max * tile_len], tile_len, pr0, p, S, t);
     }
     for c0 in (0..b.mid).step_by(cc_max) {
         let cc = cc_max.min(b.mid - c0);
