@@ -359,8 +359,6 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
     });
     if b.expand.is_some() {
         pack_input(x, b.cin, iy0, iy1, t, &mut xpack);
-    }
-    if b.expand.is_some() {
         zero_padding(&mut tiles[..cc_max * tile_len], tile_len, pr0, p, S, t);
     }
     for c0 in (0..b.mid).step_by(cc_max) {
