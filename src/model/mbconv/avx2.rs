@@ -85,15 +85,15 @@ fn zero_padding(tiles: &mut [f32], tile_len: usize, pr0: usize, p: usize, s: usi
 
 /// The expand layer for middle channels `c0 .. c0 + cc` straight into their padded
 /// tiles (`tiles`: cc tiles, one after the other): ReLU6(W x + bias) at each input
-/// position of padded rows `pr0 ..` (the padding is `zero_padding`'s). The input comes from
-/// `pack_input`'s band (input rows from `iy0`); four channels by sixteen columns are
-/// summed in registers across all input channels.
+/// position of padded rows `pr0 ..` (the padding is `zero_padding`'s; `S` is the stride).
+/// The input comes from `pack_input`'s band (input rows from `iy0`); four or six channels
+/// by sixteen columns are summed in registers across all input channels.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn expand_band(
+pub unsafe fn expand_band<const S: usize>(
     xpack: &[f32],
     iy0: usize,
     cin: usize,
@@ -102,7 +102,6 @@ pub unsafe fn expand_band(
     cc: usize,
     pr0: usize,
     p: usize,
-    s: usize,
     tiles: &mut [f32],
     t: &Tile,
 ) {
@@ -110,7 +109,19 @@ pub unsafe fn expand_band(
     let tile_len = tiles.len() / cc;
     let rows = tile_len / t.padded_row;
     assert!(e.weight.len() >= (c0 + cc) * cin && e.bias.len() >= c0 + cc);
-    let weights = &e.weight[c0 * cin..(c0 + cc) * cin];
+    // Where the vector stores of a whole block of sixteen columns land in a padded row
+    // grows with the column, so checking the last whole block covers every one.
+    if t.w >= LANES {
+        let last = (t.w - LANES) / LANES * LANES;
+        let (a, z) = phase_at::<S>(last, p, t.phase_len);
+        let reach = if S == 1 {
+            a + LANES
+        } else {
+            a.max(z) + LANES / 2
+        };
+        assert!(reach <= t.padded_row, "fused block: expand store geometry");
+    }
+    let weights = e.weight[c0 * cin..(c0 + cc) * cin].as_ptr();
     let bias = &e.bias[c0..c0 + cc];
     for r in 0..rows {
         // Rows outside the image stay as `zero_padding` left them.
@@ -123,23 +134,20 @@ pub unsafe fn expand_band(
             let xb = xpack[((iy - iy0) * blocks + b) * cin * LANES..][..cin * LANES].as_ptr();
             let mut c = 0;
             while c < cc {
-                let w = &weights[c * cin..];
-                let (b, tiles) = (&bias[c..], &mut tiles[c * tile_len + row_at..]);
+                let w = std::slice::from_raw_parts(weights.add(c * cin), (cc - c) * cin);
+                let (b, rows) = (&bias[c..], tiles.as_mut_ptr().add(c * tile_len + row_at));
                 // Sums of G channels, activated into their tile rows.
                 macro_rules! channels {
-                    ($g:literal) => {
-                        store_sums::<$g>(
-                            sums::<$g>(xb, LANES, cin, w),
-                            b,
-                            tiles,
-                            tile_len,
-                            x0,
-                            left,
-                            p,
-                            s,
-                            t,
-                        )
-                    };
+                    ($g:literal) => {{
+                        let acc = sums::<$g>(xb, LANES, cin, w);
+                        if left == LANES {
+                            store_block::<$g, S>(acc, b, rows, tile_len, x0, p, t.phase_len);
+                        } else {
+                            let tiles = &mut tiles[c * tile_len + row_at..];
+                            store_part::<$g>(acc, b, tiles, tile_len, x0, left, p, S, t);
+                        }
+                        $g
+                    }};
                 }
                 c += match group(cc - c) {
                     6 => channels!(6),
@@ -163,11 +171,61 @@ fn group(rem: usize) -> usize {
     }
 }
 
-/// ReLU6(sums + bias) of `G` channels at input columns `x0 ..` (`left` of them real) into
-/// the padded tile rows at `tiles` (channels `tile_len` apart); returns G.
+/// ReLU6(sums + bias) of `G` channels at the sixteen input columns from `x0` into
+/// their padded tile rows (`rows`: the first channel's row; channels `tile_len` apart):
+/// contiguous at stride 1, even and odd columns to their phases at stride 2.
+///
+/// # Safety
+/// Each channel's stores must fit its row (`expand_band` checks the last block).
+#[inline(always)]
+unsafe fn store_block<const G: usize, const S: usize>(
+    acc: [[__m256; 2]; G],
+    bias: &[f32],
+    rows: *mut f32,
+    tile_len: usize,
+    x0: usize,
+    p: usize,
+    phase_len: usize,
+) {
+    let (a_at, z_at) = phase_at::<S>(x0, p, phase_len);
+    let bias = &bias[..G];
+    for j in 0..G {
+        let b = Some(bias[j]);
+        let (v0, v1) = (activate(acc[j][0], b), activate(acc[j][1], b));
+        let row = rows.add(j * tile_len);
+        if S == 1 {
+            _mm256_storeu_ps(row.add(a_at), v0);
+            _mm256_storeu_ps(row.add(a_at + 8), v1);
+        } else {
+            let e = _mm256_shuffle_ps::<0b10_00_10_00>(v0, v1);
+            let o = _mm256_shuffle_ps::<0b11_01_11_01>(v0, v1);
+            let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
+            let o = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)));
+            _mm256_storeu_ps(row.add(a_at), e);
+            _mm256_storeu_ps(row.add(z_at), o);
+        }
+    }
+}
+
+/// Where the sixteen input columns from `x0` (a multiple of sixteen) go in a padded row:
+/// at stride 1 both values are where the run starts; at stride 2 they are where the even
+/// and the odd columns start in their phases. Input column x sits at padded column x + p.
+#[inline(always)]
+fn phase_at<const S: usize>(x0: usize, p: usize, phase_len: usize) -> (usize, usize) {
+    if S == 1 {
+        (x0 + p, x0 + p)
+    } else {
+        let even = (p % 2) * phase_len + (x0 + p) / 2;
+        let odd = ((p + 1) % 2) * phase_len + (x0 + p).div_ceil(2);
+        (even, odd)
+    }
+}
+
+/// `store_block` for a block with only `left` real columns (the rest of the row is
+/// padding), one value at a time.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn store_sums<const G: usize>(
+unsafe fn store_part<const G: usize>(
     acc: [[__m256; 2]; G],
     bias: &[f32],
     tiles: &mut [f32],
@@ -177,24 +235,18 @@ unsafe fn store_sums<const G: usize>(
     p: usize,
     s: usize,
     t: &Tile,
-) -> usize {
+) {
     for (j, a) in acc.iter().enumerate() {
         let tile = &mut tiles[j * tile_len..][..t.padded_row];
-        if left == LANES {
-            store(tile, *a, bias[j], x0, p, s, t.phase_len);
-        } else {
-            // Only the real columns: the rest of the row is padding.
-            let b = Some(bias[j]);
-            let mut tmp = [0f32; LANES];
-            _mm256_storeu_ps(tmp.as_mut_ptr(), activate(a[0], b));
-            _mm256_storeu_ps(tmp.as_mut_ptr().add(8), activate(a[1], b));
-            for (i, &v) in tmp[..left].iter().enumerate() {
-                let col = x0 + i + p;
-                tile[(col % s) * t.phase_len + col / s] = v;
-            }
+        let b = Some(bias[j]);
+        let mut tmp = [0f32; LANES];
+        _mm256_storeu_ps(tmp.as_mut_ptr(), activate(a[0], b));
+        _mm256_storeu_ps(tmp.as_mut_ptr().add(8), activate(a[1], b));
+        for (i, &v) in tmp[..left].iter().enumerate() {
+            let col = x0 + i + p;
+            tile[(col % s) * t.phase_len + col / s] = v;
         }
     }
-    G
 }
 
 /// Packs a block of `left` (at most sixteen) columns of `rows` rows, `stride` apart from
@@ -244,37 +296,6 @@ unsafe fn sums<const G: usize>(
         }
     }
     acc
-}
-
-/// ReLU6(sum + bias) of input columns `x0 .. x0 + 16` into one padded tile row:
-/// contiguous at stride 1, even and odd columns to their phases at stride 2.
-#[inline(always)]
-unsafe fn store(
-    row: &mut [f32],
-    a: [__m256; 2],
-    bias: f32,
-    x0: usize,
-    p: usize,
-    s: usize,
-    phase_len: usize,
-) {
-    let b = Some(bias);
-    let (v0, v1) = (activate(a[0], b), activate(a[1], b));
-    if s == 1 {
-        let dst = &mut row[x0 + p..x0 + p + LANES];
-        _mm256_storeu_ps(dst.as_mut_ptr(), v0);
-        _mm256_storeu_ps(dst.as_mut_ptr().add(8), v1);
-        return;
-    }
-    let e = _mm256_shuffle_ps::<0b10_00_10_00>(v0, v1);
-    let o = _mm256_shuffle_ps::<0b11_01_11_01>(v0, v1);
-    let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
-    let o = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)));
-    // Input column x0 + i sits at padded column x0 + i + p; x0 is even.
-    let even_at = (p % 2) * phase_len + (x0 + p) / 2;
-    let odd_at = ((p + 1) % 2) * phase_len + (x0 + p).div_ceil(2);
-    _mm256_storeu_ps(row[even_at..even_at + 8].as_mut_ptr(), e);
-    _mm256_storeu_ps(row[odd_at..odd_at + 8].as_mut_ptr(), o);
 }
 
 #[inline(always)]
@@ -349,7 +370,8 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
         "fused block: band geometry"
     );
     let mut tiles = POOL.take(cc_max * tile_len);
-    let mut dpack = POOL.take(blocks * cc_max * LANES);
+    // Two output rows' depthwise output (see `depthwise_rows`).
+    let mut dpack = POOL.take(2 * blocks * cc_max * LANES);
     // The input rows the band's padded rows hold.
     let iy0 = pr0.saturating_sub(p).min(t.h);
     let iy1 = pr1.saturating_sub(p).min(t.h);
@@ -365,7 +387,7 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
         let cc = cc_max.min(b.mid - c0);
         let tiles = &mut tiles[..cc * tile_len];
         match &b.expand {
-            Some(e) => expand_band(&xpack, iy0, b.cin, e, c0, cc, pr0, p, S, tiles, t),
+            Some(e) => expand_band::<S>(&xpack, iy0, b.cin, e, c0, cc, pr0, p, tiles, t),
             None => {
                 for (c, tile) in tiles.chunks_exact_mut(tile_len).enumerate() {
                     let band = Band {
@@ -390,39 +412,51 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
         }
         // The chunk's project weights: cout rows of cc (see `FusedMbConv::project_chunks`).
         let wc = &b.project_chunks[c0 * b.cout..(c0 + cc) * b.cout];
-        for r in r0..r1 {
+        let packed = blocks * cc * LANES;
+        let mut r = r0;
+        while r < r1 {
+            // Two rows at a time where the band has them (see `depthwise_rows`).
+            let n = (r1 - r).min(2);
             let rows_at = (r - r0) * S * t.padded_row;
             for (c, tile) in tiles.chunks_exact(tile_len).enumerate() {
                 let w = &b.depthwise.weight[(c0 + c) * K * K..(c0 + c + 1) * K * K];
                 let bias = b.depthwise.bias[c0 + c];
-                depthwise_row::<K, S>(
-                    tile.as_ptr().add(rows_at),
-                    w,
-                    bias,
-                    t,
-                    dpack.as_mut_ptr().add(c * LANES),
-                    cc * LANES,
+                let dst = dpack.as_mut_ptr().add(c * LANES);
+                let rows = tile.as_ptr().add(rows_at);
+                match n {
+                    2 => depthwise_rows::<K, S, 2>(
+                        rows,
+                        w,
+                        bias,
+                        t,
+                        [dst, dst.add(packed)],
+                        cc * LANES,
+                    ),
+                    _ => depthwise_rows::<K, S, 1>(rows, w, bias, t, [dst], cc * LANES),
+                }
+            }
+            for (i, r) in (r..r + n).enumerate() {
+                // The first chunk's sums start the output: onto the project bias and the
+                // residual (the same row of the block's input), not onto y.
+                let onto = match c0 {
+                    0 => Onto::Init {
+                        bias: &b.project.bias,
+                        residual: b.residual.then(|| x.as_ptr().add(r * t.ow)),
+                    },
+                    _ => Onto::Output,
+                };
+                project_row(
+                    &dpack[i * packed..(i + 1) * packed],
+                    cc,
+                    wc,
+                    b.cout,
+                    y.add(r * t.ow),
+                    plane,
+                    t.ow,
+                    onto,
                 );
             }
-            // The first chunk's sums start the output: onto the project bias and the
-            // residual (the same row of the block's input), not onto y.
-            let onto = match c0 {
-                0 => Onto::Init {
-                    bias: &b.project.bias,
-                    residual: b.residual.then(|| x.as_ptr().add(r * t.ow)),
-                },
-                _ => Onto::Output,
-            };
-            project_row(
-                &dpack[..blocks * cc * LANES],
-                cc,
-                wc,
-                b.cout,
-                y.add(r * t.ow),
-                plane,
-                t.ow,
-                onto,
-            );
+            r += n;
         }
     }
     POOL.give(xpack);
@@ -430,37 +464,50 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
     POOL.give(tiles);
 }
 
-/// One output row of one channel's depthwise convolution (bias, taps, ReLU6) from the
-/// tile rows at `rows`, sixteen columns per register block, block `i` stored at
-/// `dst + i * block_stride` (all sixteen lanes: past the row's end they are padding).
+/// `R` consecutive output rows (one or two) of one channel's depthwise convolution
+/// (bias, taps, ReLU6) from the tile rows at `rows` (the first output row's first tap
+/// row), sixteen columns per register block; row q's block `i` is stored at
+/// `dst[q] + i * block_stride` (all sixteen lanes: past the row's end they are padding).
+/// Two rows share most of their input rows: each loaded vector feeds both rows' sums,
+/// and four chains of sums hide the multiply-add latency that two leave exposed. Each
+/// sum still takes its taps in the same order, so the values are the same either way.
 #[inline(always)]
-unsafe fn depthwise_row<const K: usize, const S: usize>(
+unsafe fn depthwise_rows<const K: usize, const S: usize, const R: usize>(
     rows: *const f32,
     w: &[f32],
     bias: f32,
     t: &Tile,
-    dst: *mut f32,
+    dst: [*mut f32; R],
     block_stride: usize,
 ) {
+    let w = &w[..K * K];
     let (zero, six, vb) = (
         _mm256_setzero_ps(),
         _mm256_set1_ps(6.0),
         _mm256_set1_ps(bias),
     );
     for (blk, x0) in (0..t.ow).step_by(LANES).enumerate() {
-        let (mut a0, mut a1) = (vb, vb);
-        for i in 0..K {
-            let row = rows.add(i * t.padded_row + x0);
+        let mut acc = [[vb; 2]; R];
+        // Input tap row `ir` is row `ir - q S` of output row q's kernel.
+        for ir in 0..(R - 1) * S + K {
+            let row = rows.add(ir * t.padded_row + x0);
             for j in 0..K {
                 let p = row.add((j % S) * t.phase_len + j / S);
-                let wv = _mm256_set1_ps(*w.get_unchecked(i * K + j));
-                a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p), a0);
-                a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p.add(8)), a1);
+                let (v0, v1) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+                for (q, a) in acc.iter_mut().enumerate() {
+                    if ir >= q * S && ir - q * S < K {
+                        let wv = _mm256_set1_ps(w[(ir - q * S) * K + j]);
+                        a[0] = _mm256_fmadd_ps(wv, v0, a[0]);
+                        a[1] = _mm256_fmadd_ps(wv, v1, a[1]);
+                    }
+                }
             }
         }
-        let o = dst.add(blk * block_stride);
-        _mm256_storeu_ps(o, _mm256_min_ps(_mm256_max_ps(a0, zero), six));
-        _mm256_storeu_ps(o.add(8), _mm256_min_ps(_mm256_max_ps(a1, zero), six));
+        for (a, d) in acc.iter().zip(dst) {
+            let o = d.add(blk * block_stride);
+            _mm256_storeu_ps(o, _mm256_min_ps(_mm256_max_ps(a[0], zero), six));
+            _mm256_storeu_ps(o.add(8), _mm256_min_ps(_mm256_max_ps(a[1], zero), six));
+        }
     }
 }
 
