@@ -571,7 +571,8 @@ unsafe fn project_row(
 }
 
 /// Adds `G` channels' sums onto `onto` and writes `left` columns of their output rows
-/// (`y`, planes `plane` apart); returns G.
+/// (`y`, planes `plane` apart); returns G. The whole-block case is unrolled per kind of
+/// `onto`, so the sums stay in registers.
 #[inline(always)]
 unsafe fn add_sums<const G: usize>(
     acc: [[__m256; 2]; G],
@@ -580,37 +581,54 @@ unsafe fn add_sums<const G: usize>(
     left: usize,
     onto: Onto,
 ) -> usize {
+    if left == LANES {
+        // `base(j, i)`: the eight values channel j's sums at column i go onto.
+        macro_rules! each {
+            (|$j:ident, $i:ident| $base:expr) => {
+                for $j in 0..G {
+                    let o = y.add($j * plane);
+                    let $i = 0;
+                    _mm256_storeu_ps(o, _mm256_add_ps($base, acc[$j][0]));
+                    let $i = 8;
+                    _mm256_storeu_ps(o.add(8), _mm256_add_ps($base, acc[$j][1]));
+                }
+            };
+        }
+        match onto {
+            Onto::Output => each!(|j, i| _mm256_loadu_ps(y.add(j * plane + i))),
+            Onto::Init {
+                bias,
+                residual: None,
+            } => {
+                let bias = &bias[..G];
+                each!(|j, _i| _mm256_set1_ps(bias[j]))
+            }
+            Onto::Init {
+                bias,
+                residual: Some(r),
+            } => {
+                let bias = &bias[..G];
+                each!(|j, i| _mm256_add_ps(
+                    _mm256_loadu_ps(r.add(j * plane + i)),
+                    _mm256_set1_ps(bias[j])
+                ))
+            }
+        }
+        return G;
+    }
     for (j, a) in acc.iter().enumerate() {
         let o = y.add(j * plane);
-        // The sixteen values the sums go onto; only `left` of them are read.
-        let base = |i: usize| -> __m256 {
-            match onto {
-                Onto::Output => _mm256_loadu_ps(o.add(i)),
+        let mut tmp = [0f32; LANES];
+        _mm256_storeu_ps(tmp.as_mut_ptr(), a[0]);
+        _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a[1]);
+        for (i, v) in tmp[..left].iter().enumerate() {
+            let onto = match onto {
+                Onto::Output => *o.add(i),
                 Onto::Init { bias, residual } => {
-                    let b = _mm256_set1_ps(bias[j]);
-                    match residual {
-                        Some(r) => _mm256_add_ps(_mm256_loadu_ps(r.add(j * plane + i)), b),
-                        None => b,
-                    }
+                    residual.map_or(0.0, |r| *r.add(j * plane + i)) + bias[j]
                 }
-            }
-        };
-        if left == LANES {
-            _mm256_storeu_ps(o, _mm256_add_ps(base(0), a[0]));
-            _mm256_storeu_ps(o.add(8), _mm256_add_ps(base(8), a[1]));
-        } else {
-            let mut tmp = [0f32; LANES];
-            _mm256_storeu_ps(tmp.as_mut_ptr(), a[0]);
-            _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a[1]);
-            for (i, v) in tmp[..left].iter().enumerate() {
-                let onto = match onto {
-                    Onto::Output => *o.add(i),
-                    Onto::Init { bias, residual } => {
-                        residual.map_or(0.0, |r| *r.add(j * plane + i)) + bias[j]
-                    }
-                };
-                o.add(i).write(onto + v);
-            }
+            };
+            o.add(i).write(onto + v);
         }
     }
     G
