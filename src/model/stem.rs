@@ -8,6 +8,7 @@
 
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 use super::mbconv::{deinterleave, fill_run, fill_tile, Band, Dense, Tile, POOL};
 
@@ -44,7 +45,8 @@ impl FusedStem {
         x.contiguous()?.apply_op1_no_bwd(self)
     }
 
-    fn image(&self, x: &[f32], y: &mut [f32], h: usize, w: usize) {
+    /// One image: `x` is cin x H x W; writes every value of `y` (cout x OH x OW).
+    fn image(&self, x: &[f32], y: &mut [MaybeUninit<f32>], h: usize, w: usize) {
         let (k, s, p) = (self.k, self.stride, self.k / 2);
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let t = Tile::with_band(h, w, oh, ow, k, s, oh);
@@ -79,12 +81,13 @@ impl FusedStem {
     }
 }
 
-/// Output channels (`out`: whole planes) from the padded input tiles.
+/// Output channels (`out`: whole planes, every value written) from the padded input
+/// tiles.
 #[allow(clippy::too_many_arguments)]
 fn channels(
     tiles: &[f32],
     tile_len: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     weights: &[f32],
     bias: &[f32],
     t: &Tile,
@@ -113,7 +116,7 @@ fn channels(
                         }
                     }
                 }
-                *o = sum.clamp(0.0, 6.0);
+                o.write(sum.clamp(0.0, 6.0));
             }
         }
     }
@@ -124,6 +127,7 @@ mod avx2 {
     use super::Tile;
     use crate::model::mbconv::LANES;
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// # Safety
     /// The CPU must have AVX2 and FMA.
@@ -132,7 +136,7 @@ mod avx2 {
     pub unsafe fn channels<const K: usize, const S: usize>(
         tiles: &[f32],
         tile_len: usize,
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         weights: &[f32],
         bias: &[f32],
         t: &Tile,
@@ -167,7 +171,7 @@ mod avx2 {
     unsafe fn group<const K: usize, const S: usize, const G: usize>(
         tiles: &[f32],
         tile_len: usize,
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         weights: &[f32],
         bias: &[f32],
         t: &Tile,
@@ -201,13 +205,19 @@ mod avx2 {
                 let left = (t.ow - x0).min(LANES);
                 for (q, a) in acc.iter().enumerate() {
                     let b = _mm256_set1_ps(bias[c + q]);
-                    let mut tmp = [0f32; LANES];
-                    for (h, v) in a.iter().enumerate() {
-                        let v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(*v, b), zero), six);
-                        _mm256_storeu_ps(tmp.as_mut_ptr().add(8 * h), v);
+                    let [v0, v1] =
+                        a.map(|v| _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, b), zero), six));
+                    let dst = &mut out[(c + q) * plane + oy * t.ow + x0..][..left];
+                    let o = dst.as_mut_ptr() as *mut f32;
+                    if left == LANES {
+                        _mm256_storeu_ps(o, v0);
+                        _mm256_storeu_ps(o.add(8), v1);
+                    } else {
+                        let mut tmp = [0f32; LANES];
+                        _mm256_storeu_ps(tmp.as_mut_ptr(), v0);
+                        _mm256_storeu_ps(tmp.as_mut_ptr().add(8), v1);
+                        std::ptr::copy_nonoverlapping(tmp.as_ptr(), o, left);
                     }
-                    let at = (c + q) * plane + oy * t.ow + x0;
-                    out[at..at + left].copy_from_slice(&tmp[..left]);
                 }
             }
         }
@@ -235,10 +245,15 @@ impl CustomOp1 for FusedStem {
             (h + 2 * (k / 2) - k) / st + 1,
             (w + 2 * (k / 2) - k) / st + 1,
         );
-        let mut y = vec![0f32; b * cout * oh * ow];
-        y.par_chunks_mut(cout * oh * ow)
+        // Not zeroed first: `image` writes every value of its image.
+        let n = b * cout * oh * ow;
+        let mut y = Vec::with_capacity(n);
+        y.spare_capacity_mut()[..n]
+            .par_chunks_mut(cout * oh * ow)
             .zip(x.par_chunks(c * h * w))
             .for_each(|(yi, xi)| self.image(xi, yi, h, w));
+        // SAFETY: the n values were all written just above.
+        unsafe { y.set_len(n) };
         Ok((CpuStorage::F32(y), Shape::from((b, cout, oh, ow))))
     }
 }
