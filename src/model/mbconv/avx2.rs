@@ -25,12 +25,15 @@ unsafe fn activate(v: __m256, expand_bias: Option<f32>) -> __m256 {
 
 /// The input rows a band's expand reads, packed once per band (not once per chunk of
 /// middle channels): input row `iy0 + i`, columns `16 b ..`, all channels, at
-/// `((i * blocks) + b) * cin * 16` (see `pack_block`).
+/// `((i * blocks) + b) * cin * 16` (see `pack_block`). At stride 2 (`S`) a whole block's
+/// sixteen columns are packed even ones first, then odd ones: the expand is the same
+/// per column, so its sums come out already split into the tile's two stride phases,
+/// with no shuffles per middle channel.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn pack_input(
+pub unsafe fn pack_input<const S: usize>(
     x: &[f32],
     cin: usize,
     iy0: usize,
@@ -46,7 +49,7 @@ pub unsafe fn pack_input(
         for (b, x0) in (0..t.w).step_by(LANES).enumerate() {
             let left = (t.w - x0).min(LANES);
             let at = (i * blocks + b) * cin * LANES;
-            pack_block(
+            pack_block::<S>(
                 x.as_ptr().add(iy * t.w + x0),
                 hw,
                 cin,
@@ -173,7 +176,8 @@ fn group(rem: usize) -> usize {
 
 /// ReLU6(sums + bias) of `G` channels at the sixteen input columns from `x0` into
 /// their padded tile rows (`rows`: the first channel's row; channels `tile_len` apart):
-/// contiguous at stride 1, even and odd columns to their phases at stride 2.
+/// contiguous at stride 1, the even and the odd columns (already apart, see
+/// `pack_input`) to their phases at stride 2.
 ///
 /// # Safety
 /// Each channel's stores must fit its row (`expand_band` checks the last block).
@@ -197,12 +201,9 @@ unsafe fn store_block<const G: usize, const S: usize>(
             _mm256_storeu_ps(row.add(a_at), v0);
             _mm256_storeu_ps(row.add(a_at + 8), v1);
         } else {
-            let e = _mm256_shuffle_ps::<0b10_00_10_00>(v0, v1);
-            let o = _mm256_shuffle_ps::<0b11_01_11_01>(v0, v1);
-            let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
-            let o = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)));
-            _mm256_storeu_ps(row.add(a_at), e);
-            _mm256_storeu_ps(row.add(z_at), o);
+            // Even columns in v0, odd ones in v1 (`pack_input`).
+            _mm256_storeu_ps(row.add(a_at), v0);
+            _mm256_storeu_ps(row.add(z_at), v1);
         }
     }
 }
@@ -250,14 +251,21 @@ unsafe fn store_part<const G: usize>(
 }
 
 /// Packs a block of `left` (at most sixteen) columns of `rows` rows, `stride` apart from
-/// `src`, into `pack` (sixteen floats per row, zeros past `left`). The rows are whole
-/// planes apart (a multiple of 4 KiB at the usual sizes): read in place they would all
-/// fall in one L1 set and evict each other before the next channels reuse them.
+/// `src`, into `pack` (sixteen floats per row, zeros past `left`; a whole block even
+/// columns first at `S` = 2, see `pack_input`). The rows are whole planes apart (a
+/// multiple of 4 KiB at the usual sizes): read in place they would all fall in one L1
+/// set and evict each other before the next channels reuse them.
 ///
 /// # Safety
 /// `src + i * stride .. + left` must be readable for every row i.
 #[inline(always)]
-unsafe fn pack_block(src: *const f32, stride: usize, rows: usize, left: usize, pack: &mut [f32]) {
+unsafe fn pack_block<const S: usize>(
+    src: *const f32,
+    stride: usize,
+    rows: usize,
+    left: usize,
+    pack: &mut [f32],
+) {
     assert!(pack.len() >= rows * LANES && left <= LANES);
     for (i, dst) in pack.chunks_exact_mut(LANES).take(rows).enumerate() {
         let row = src.add(i * stride);
@@ -266,8 +274,10 @@ unsafe fn pack_block(src: *const f32, stride: usize, rows: usize, left: usize, p
             // read as strided streams, which the hardware prefetcher follows poorly
             // (8-10 % on the 128 px blocks, A/B).
             _mm_prefetch::<_MM_HINT_T0>(row.add(LANES) as *const i8);
-            _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_loadu_ps(row));
-            _mm256_storeu_ps(dst.as_mut_ptr().add(8), _mm256_loadu_ps(row.add(8)));
+            let (a, z) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
+            let (a, z) = if S == 2 { deinterleave8(a, z) } else { (a, z) };
+            _mm256_storeu_ps(dst.as_mut_ptr(), a);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(8), z);
         } else {
             dst[..left].copy_from_slice(std::slice::from_raw_parts(row, left));
             dst[left..].fill(0.0);
@@ -310,6 +320,18 @@ unsafe fn run(dst: &mut [f32], src: &[f32], expand_bias: Option<f32>) {
     super::fill_run(&mut dst[i..n], &src[i..n], expand_bias);
 }
 
+/// Sixteen consecutive values (`a`, then `z`) split into the even-indexed and the
+/// odd-indexed eight, each in order.
+#[inline(always)]
+unsafe fn deinterleave8(a: __m256, z: __m256) -> (__m256, __m256) {
+    // Per 128-bit lane: [a0 a2 z0 z2], then put the lanes' halves in order.
+    let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, z);
+    let o = _mm256_shuffle_ps::<0b11_01_11_01>(a, z);
+    let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
+    let o = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)));
+    (e, o)
+}
+
 #[inline(always)]
 unsafe fn pairs(even: &mut [f32], odd: &mut [f32], src: &[f32], expand_bias: Option<f32>) {
     let n = even.len().min(odd.len()).min(src.len() / 2);
@@ -317,11 +339,7 @@ unsafe fn pairs(even: &mut [f32], odd: &mut [f32], src: &[f32], expand_bias: Opt
     while i + 8 <= n {
         let a = _mm256_loadu_ps(src.as_ptr().add(2 * i));
         let z = _mm256_loadu_ps(src.as_ptr().add(2 * i + 8));
-        // Per 128-bit lane: [a0 a2 z0 z2], then put the lanes' halves in order.
-        let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, z);
-        let o = _mm256_shuffle_ps::<0b11_01_11_01>(a, z);
-        let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
-        let o = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)));
+        let (e, o) = deinterleave8(a, z);
         _mm256_storeu_ps(even.as_mut_ptr().add(i), activate(e, expand_bias));
         _mm256_storeu_ps(odd.as_mut_ptr().add(i), activate(o, expand_bias));
         i += 8;
@@ -380,7 +398,7 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
         None => 0,
     });
     if b.expand.is_some() {
-        pack_input(x, b.cin, iy0, iy1, t, &mut xpack);
+        pack_input::<S>(x, b.cin, iy0, iy1, t, &mut xpack);
         zero_padding(&mut tiles[..cc_max * tile_len], tile_len, pr0, p, S, t);
     }
     for c0 in (0..b.mid).step_by(cc_max) {
