@@ -388,8 +388,8 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
         "fused block: band geometry"
     );
     let mut tiles = POOL.take(cc_max * tile_len);
-    // Two output rows' depthwise output (see `depthwise_rows`).
-    let mut dpack = POOL.take(2 * blocks * cc_max * LANES);
+    // Up to four output rows' depthwise output (see `depthwise_rows`).
+    let mut dpack = POOL.take(4 * blocks * cc_max * LANES);
     // The input rows the band's padded rows hold.
     let iy0 = pr0.saturating_sub(p).min(t.h);
     let iy1 = pr1.saturating_sub(p).min(t.h);
@@ -433,8 +433,13 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
         let packed = blocks * cc * LANES;
         let mut r = r0;
         while r < r1 {
-            // Two rows at a time where the band has them (see `depthwise_rows`).
-            let n = (r1 - r).min(2);
+            // Several rows at a time where the band has them (see `depthwise_rows`): four
+            // at stride 1 (5 % on the 5x5 blocks, A/B), two at stride 2.
+            let n = if S == 1 && r1 - r >= 4 {
+                4
+            } else {
+                (r1 - r).min(2)
+            };
             let rows_at = (r - r0) * S * t.padded_row;
             for (c, tile) in tiles.chunks_exact(tile_len).enumerate() {
                 let w = &b.depthwise.weight[(c0 + c) * K * K..(c0 + c + 1) * K * K];
@@ -442,6 +447,19 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
                 let dst = dpack.as_mut_ptr().add(c * LANES);
                 let rows = tile.as_ptr().add(rows_at);
                 match n {
+                    4 => depthwise_rows::<K, S, 4>(
+                        rows,
+                        w,
+                        bias,
+                        t,
+                        [
+                            dst,
+                            dst.add(packed),
+                            dst.add(2 * packed),
+                            dst.add(3 * packed),
+                        ],
+                        cc * LANES,
+                    ),
                     2 => depthwise_rows::<K, S, 2>(
                         rows,
                         w,
@@ -482,13 +500,14 @@ pub unsafe fn block_rows<const K: usize, const S: usize>(
     POOL.give(tiles);
 }
 
-/// `R` consecutive output rows (one or two) of one channel's depthwise convolution
-/// (bias, taps, ReLU6) from the tile rows at `rows` (the first output row's first tap
-/// row), sixteen columns per register block; row q's block `i` is stored at
+/// `R` consecutive output rows (one, two or four) of one channel's depthwise
+/// convolution (bias, taps, ReLU6) from the tile rows at `rows` (the first output row's
+/// first tap row), sixteen columns per register block; row q's block `i` is stored at
 /// `dst[q] + i * block_stride` (all sixteen lanes: past the row's end they are padding).
-/// Two rows share most of their input rows: each loaded vector feeds both rows' sums,
-/// and four chains of sums hide the multiply-add latency that two leave exposed. Each
-/// sum still takes its taps in the same order, so the values are the same either way.
+/// Neighbouring rows share most of their input rows: each loaded vector feeds every
+/// row's sums that use it, and with two rows or more four chains of sums or more hide
+/// the multiply-add latency that two leave exposed. Each sum still takes its taps in
+/// the same order, so the values are the same whatever R is.
 #[inline(always)]
 unsafe fn depthwise_rows<const K: usize, const S: usize, const R: usize>(
     rows: *const f32,
