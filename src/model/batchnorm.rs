@@ -10,6 +10,7 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
 };
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 use super::activation::Act;
 
@@ -50,11 +51,38 @@ fn channel_stats(x: &[f32], b: usize, c: usize, p: usize, eps: f64) -> Vec<(f32,
         .collect()
 }
 
-/// Applies `f(channel, plane_in..., plane_out)` to every (batch, channel) plane in parallel.
-fn per_plane(out: &mut [f32], c: usize, p: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) {
-    out.par_chunks_mut(p)
+/// `n` floats written chunk by chunk in parallel by `fill(chunk index, chunk)`, not
+/// zeroed first: at training sizes zeroing an output took as long as a pass over it.
+///
+/// # Safety
+/// `fill` must write every value of each chunk it is given.
+unsafe fn written(
+    n: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(chunk)
         .enumerate()
-        .for_each(|(i, o)| f(i % c, i, o));
+        .for_each(|(i, o)| fill(i, o));
+    // SAFETY: every chunk was written (the caller's promise).
+    out.set_len(n);
+    out
+}
+
+/// A B x C x P output from `f(channel, plane index, plane)` over every (batch, channel)
+/// plane in parallel.
+///
+/// # Safety
+/// `f` must write every value of the plane it is given.
+unsafe fn per_plane(
+    b: usize,
+    c: usize,
+    p: usize,
+    f: impl Fn(usize, usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    written(b * c * p, p.max(1), |i, o| f(i % c, i, o))
 }
 
 /// Batch statistics per channel: mean, 1/sqrt(var + eps) and the biased variance. Computed
@@ -106,24 +134,26 @@ impl CustomOp3 for Forward {
         let gamma = f32_slice(gs, gl, "weight")?;
         let beta = f32_slice(bs, bl, "bias")?;
         let st = &self.stats.0;
-        let mut out = vec![0f32; b * c * p];
-        per_plane(&mut out, c, p, |ch, i, o| {
-            let (mean, inv, _) = st[ch];
-            let scale = gamma[ch] * inv;
-            let shift = beta[ch] - mean * scale;
-            let xs = &x[i * p..(i + 1) * p];
-            match self.act {
-                Act::None => o.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * scale + shift),
-                Act::Relu => o
-                    .iter_mut()
-                    .zip(xs)
-                    .for_each(|(o, &v)| *o = (v * scale + shift).max(0.0)),
-                Act::Relu6 => o
-                    .iter_mut()
-                    .zip(xs)
-                    .for_each(|(o, &v)| *o = (v * scale + shift).clamp(0.0, 6.0)),
-            }
-        });
+        // SAFETY: each plane of p values is zipped with x's plane of p values.
+        let out = unsafe {
+            per_plane(b, c, p, |ch, i, o| {
+                let (mean, inv, _) = st[ch];
+                let scale = gamma[ch] * inv;
+                let shift = beta[ch] - mean * scale;
+                let xs = &x[i * p..(i + 1) * p];
+                match self.act {
+                    Act::None => o.iter_mut().zip(xs).for_each(|(o, &v)| {
+                        o.write(v * scale + shift);
+                    }),
+                    Act::Relu => o.iter_mut().zip(xs).for_each(|(o, &v)| {
+                        o.write((v * scale + shift).max(0.0));
+                    }),
+                    Act::Relu6 => o.iter_mut().zip(xs).for_each(|(o, &v)| {
+                        o.write((v * scale + shift).clamp(0.0, 6.0));
+                    }),
+                }
+            })
+        };
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 
@@ -170,20 +200,35 @@ impl CustomOp2 for ActGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let dy = f32_slice(ds, dl, "grad")?;
         let y = f32_slice(ys, yl, "output")?;
-        let inside: fn(f32) -> bool = match self.0 {
-            Act::None => |_| true,
-            Act::Relu => |v| v > 0.0,
-            Act::Relu6 => |v| v > 0.0 && v < 6.0,
+        if y.len() != dy.len() {
+            candle_core::bail!(
+                "bn-act-grad: {} gradients for {} outputs",
+                dy.len(),
+                y.len()
+            );
+        }
+        let out = match self.0 {
+            Act::None => dy.to_vec(),
+            Act::Relu => masked(dy, y, |v| v > 0.0),
+            Act::Relu6 => masked(dy, y, |v| v > 0.0 && v < 6.0),
         };
-        let mut out = vec![0f32; dy.len()];
-        out.par_chunks_mut(1 << 14)
-            .zip(dy.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
-            .for_each(|(o, (g, y))| {
-                for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
-                    *o = if inside(y) { g } else { 0.0 };
-                }
-            });
         Ok((CpuStorage::F32(out), dl.shape().clone()))
+    }
+}
+
+/// `dy` where `inside(y)`, else 0 (`dy` and `y` of one length). Generic, so the test is
+/// inlined into the loop rather than called per value.
+fn masked(dy: &[f32], y: &[f32], inside: impl Fn(f32) -> bool + Sync) -> Vec<f32> {
+    const CHUNK: usize = 1 << 14;
+    // SAFETY: each chunk is zipped with dy's and y's values at the same positions, of
+    // which there are as many as the chunk has (the lengths are equal).
+    unsafe {
+        written(dy.len(), CHUNK, |i, o| {
+            let r = i * CHUNK..i * CHUNK + o.len();
+            for ((o, &g), &y) in o.iter_mut().zip(&dy[r.clone()]).zip(&y[r]) {
+                o.write(if inside(y) { g } else { 0.0 });
+            }
+        })
     }
 }
 
@@ -252,17 +297,19 @@ impl CustomOp3 for InputGrad {
         let (gamma, dbeta, dgamma) = (&packed[..c], &packed[c..2 * c], &packed[2 * c..3 * c]);
         let st = &self.0 .0;
         let n = (b * p) as f32;
-        let mut out = vec![0f32; b * c * p];
-        per_plane(&mut out, c, p, |ch, i, o| {
-            let (mean, inv, _) = st[ch];
-            let k = gamma[ch] * inv;
-            let mb = dbeta[ch] / n;
-            let mg = dgamma[ch] / n;
-            let r = i * p..(i + 1) * p;
-            for ((o, &g), &v) in o.iter_mut().zip(&dy[r.clone()]).zip(&x[r]) {
-                *o = k * (g - mb - (v - mean) * inv * mg);
-            }
-        });
+        // SAFETY: each plane of p values is zipped with dy's and x's planes of p values.
+        let out = unsafe {
+            per_plane(b, c, p, |ch, i, o| {
+                let (mean, inv, _) = st[ch];
+                let k = gamma[ch] * inv;
+                let mb = dbeta[ch] / n;
+                let mg = dgamma[ch] / n;
+                let r = i * p..(i + 1) * p;
+                for ((o, &g), &v) in o.iter_mut().zip(&dy[r.clone()]).zip(&x[r]) {
+                    o.write(k * (g - mb - (v - mean) * inv * mg));
+                }
+            })
+        };
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 }
@@ -367,8 +414,8 @@ mod tests {
         let probe = Tensor::randn(0f32, 1., (3, 5, 6, 7), &dev).unwrap();
         let eps = 1e-3;
         for act in [Act::None, Act::Relu, Act::Relu6] {
-            let out = batch_norm_train(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps, act)
-                .unwrap();
+            let out =
+                batch_norm_train(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps, act).unwrap();
             let theirs = act
                 .apply(&reference(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps))
                 .unwrap();
