@@ -89,8 +89,9 @@ fn zero_padding(tiles: &mut [f32], tile_len: usize, pr0: usize, p: usize, s: usi
 /// The expand layer for middle channels `c0 .. c0 + cc` straight into their padded
 /// tiles (`tiles`: cc tiles, one after the other): ReLU6(W x + bias) at each input
 /// position of padded rows `pr0 ..` (the padding is `zero_padding`'s; `S` is the stride).
-/// The input comes from `pack_input`'s band (input rows from `iy0`); four or six channels
-/// by sixteen columns are summed in registers across all input channels.
+/// The input comes from `pack_input`'s band (input rows from `iy0`); six channels (four
+/// or one at the end of a chunk whose width is not a multiple of six) by sixteen columns
+/// are summed in registers across all input channels.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
@@ -117,12 +118,10 @@ pub unsafe fn expand_band<const S: usize>(
     if t.w >= LANES {
         let last = (t.w - LANES) / LANES * LANES;
         let (a, z) = phase_at::<S>(last, p, t.phase_len);
-        let reach = if S == 1 {
-            a + LANES
-        } else {
-            a.max(z) + LANES / 2
-        };
-        assert!(reach <= t.padded_row, "fused block: expand store geometry");
+        assert!(
+            a.max(z) + 8 <= t.padded_row,
+            "fused block: expand store geometry"
+        );
     }
     let weights = e.weight[c0 * cin..(c0 + cc) * cin].as_ptr();
     let bias = &e.bias[c0..c0 + cc];
@@ -197,24 +196,19 @@ unsafe fn store_block<const G: usize, const S: usize>(
         let b = Some(bias[j]);
         let (v0, v1) = (activate(acc[j][0], b), activate(acc[j][1], b));
         let row = rows.add(j * tile_len);
-        if S == 1 {
-            _mm256_storeu_ps(row.add(a_at), v0);
-            _mm256_storeu_ps(row.add(a_at + 8), v1);
-        } else {
-            // Even columns in v0, odd ones in v1 (`pack_input`).
-            _mm256_storeu_ps(row.add(a_at), v0);
-            _mm256_storeu_ps(row.add(z_at), v1);
-        }
+        _mm256_storeu_ps(row.add(a_at), v0);
+        _mm256_storeu_ps(row.add(z_at), v1);
     }
 }
 
-/// Where the sixteen input columns from `x0` (a multiple of sixteen) go in a padded row:
-/// at stride 1 both values are where the run starts; at stride 2 they are where the even
-/// and the odd columns start in their phases. Input column x sits at padded column x + p.
+/// Where the first and the second eight sums of the sixteen input columns from `x0` (a
+/// multiple of sixteen) go in a padded row: at stride 1 one after the other; at stride 2
+/// (the even columns first, see `pack_input`) where the even and the odd columns start
+/// in their phases. Input column x sits at padded column x + p.
 #[inline(always)]
 fn phase_at<const S: usize>(x0: usize, p: usize, phase_len: usize) -> (usize, usize) {
     if S == 1 {
-        (x0 + p, x0 + p)
+        (x0 + p, x0 + p + 8)
     } else {
         let even = (p % 2) * phase_len + (x0 + p) / 2;
         let odd = ((p + 1) % 2) * phase_len + (x0 + p).div_ceil(2);
