@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::commands::infer::rejects;
+use crate::infer::verdict::rejects;
 use crate::infer::{Detector, InferError};
 use crate::model::backbone::{BackboneKind, Network, TrainableApprentice};
 use crate::train::optim::AdamW;

@@ -1,53 +1,39 @@
 //! cdo-inspect: CDO (Collaborative Discrepancy Optimization) anomaly detection for
 //! inspection stations. The library holds everything; `main.rs` only parses arguments.
+//!
+//! # Layers
+//!
+//! Dependencies point one way, from the top of this list to the bottom; a module may use
+//! its own layer and any layer below it, never one above. `tests/layering.rs` reads every
+//! `crate::` path in `src/` and fails on one that breaks this, naming the file and line.
+//!
+//! ```text
+//! commands                     the verbs: argument structs, printing, exit codes
+//! station                      the daemon: stages, hardware boundary and backends
+//! config                       the station file: schema, reader, checks, reload
+//! train  eval  bench           training, benchmark scoring, speed
+//!   sample_data                sample datasets cut from photographs (no other layer's code)
+//! infer                        detector, preprocessing, the verdict rule, defect regions
+//! bundle                       a trained model on disk, and the training settings it records
+//! model                        backbones, checkpoints, the CDO loss and map; model::kernels
+//! platform  imageio  text      leaf helpers: threads, clock, memory, device; image files;
+//!                              did-you-mean
+//! ```
+//!
+//! Modules on one line are peers and do not use each other (`train`, `eval` and `bench`
+//! each stand alone on `infer`; `bench` times a training step through `train`, so `bench`
+//! sits above `train`). `main.rs` uses `commands` only, and nothing uses `commands`.
 
 pub mod bench;
 pub mod bundle;
-pub mod config;
 pub mod commands;
+pub mod config;
 pub mod eval;
 pub mod imageio;
 pub mod infer;
 pub mod model;
-pub mod preprocess;
+pub mod platform;
 pub mod sample_data;
-mod simd;
 pub mod station;
+pub mod text;
 pub mod train;
-
-/// Fixes the thread counts before any pool starts (call first, from the main thread).
-///
-/// - rayon (our kernels and the GEMMs): one worker per available core, and fixed, because
-///   otherwise candle re-reads /proc/cpuinfo on every matmul.
-/// - candle's elementwise ops run on a second pool of its own, whose caller spin-waits for
-///   its workers. Next to rayon's workers that is more runnable threads than cores: a
-///   descheduled worker leaves the caller spinning for a whole time slice (profiled: 45 %
-///   of inference samples on two cores). Those ops are memory-bound and lose little on one
-///   thread, so that pool gets none (`CANDLE_NUM_THREADS=1`).
-///
-/// Either variable set by the user is left alone.
-pub fn tune_threads() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
-}
-
-/// Keeps freed large buffers in the heap for reuse. glibc hands every allocation above its
-/// mmap threshold (at most 32 MiB) straight back to the kernel when freed, so each of the
-/// network's large activations would be mapped, page-faulted and zeroed anew on every
-/// step; that was a quarter of the training time. Call once at start-up.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes glibc's allocation parameters.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_ARENA_MAX, 4);
-    }
-}

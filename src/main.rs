@@ -44,8 +44,8 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp_millis()
         .init();
-    cdo_inspect::tune_threads();
-    cdo_inspect::tune_allocator();
+    cdo_inspect::platform::threads::tune_threads();
+    cdo_inspect::platform::threads::tune_allocator();
     let result = match cli.verb {
         Verb::Run(args) => commands::run::run(args),
         Verb::Demo(args) => commands::demo::run(args),

@@ -5,9 +5,12 @@
 
 mod common;
 
-use cdo_inspect::eval::dataset::{build_benchmark_dataset, load_category};
+use std::fs;
+use std::path::Path;
+
+use cdo_inspect::eval::dataset::{list_categories, load_category, load_mask, DatasetLayout};
 use cdo_inspect::imageio::{load_rgb, read_f32_tiff};
-use cdo_inspect::sample_data::SampleSpec;
+use cdo_inspect::sample_data::{build_benchmark_dataset, SampleSpec};
 
 #[test]
 fn eval_train_scores_real_textures_above_chance() {
@@ -95,4 +98,69 @@ fn eval_train_scores_real_textures_above_chance() {
         std::fs::read_to_string(&csv).unwrap().lines().count(),
         2 + categories.len()
     );
+}
+
+/// The real photographs fetched by `scripts/fetch-sample-images.sh`.
+#[test]
+fn benchmark_dataset_from_real_photographs_reads_back() {
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/images");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let spec = SampleSpec {
+        tile: 64,
+        train_good: 6,
+        test_good: 3,
+        test_defect: 2,
+        seed: 5,
+    };
+    let names = build_benchmark_dataset(&images, &out, &spec).unwrap_or_else(|e| {
+        panic!("{e} (run scripts/fetch-sample-images.sh first)");
+    });
+    assert_eq!(names, ["grass", "gravel"]);
+    assert_eq!(list_categories(&out).unwrap(), names);
+    for name in &names {
+        let c = load_category(&out, name).unwrap();
+        assert_eq!(c.layout, DatasetLayout::MvtecAd);
+        assert_eq!(c.train.len(), spec.train_good);
+        assert_eq!(c.test.len(), spec.test_good + 3 * spec.test_defect);
+        let defects: Vec<&str> = c.test.iter().map(|s| s.defect.as_str()).collect();
+        assert_eq!(
+            defects,
+            [
+                "good",
+                "good",
+                "good",
+                "contamination",
+                "contamination",
+                "scratch",
+                "scratch",
+                "spot",
+                "spot"
+            ]
+        );
+        for s in &c.test {
+            let m = load_mask(s, spec.tile, spec.tile).unwrap();
+            let n = m.iter().filter(|&&v| v).count();
+            assert_eq!(s.is_good(), n == 0, "{}", s.image.display());
+        }
+    }
+    // Same inputs, same files.
+    let again = dir.path().join("again");
+    build_benchmark_dataset(&images, &again, &spec).unwrap();
+    for name in &names {
+        for s in load_category(&out, name).unwrap().test {
+            let rel = s.image.strip_prefix(&out).unwrap();
+            assert_eq!(
+                fs::read(&s.image).unwrap(),
+                fs::read(again.join(rel)).unwrap()
+            );
+        }
+    }
+
+    // A missing photograph is reported before anything is written.
+    let empty = dir.path().join("no-images");
+    fs::create_dir_all(&empty).unwrap();
+    let e = build_benchmark_dataset(&empty, &dir.path().join("x"), &spec).unwrap_err();
+    assert!(e.to_string().contains("grass.png"), "{e}");
+    assert!(!dir.path().join("x").exists());
 }

@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::Device;
 use cdo_inspect::model::backbone::load_lite0_classifier;
-use cdo_inspect::preprocess::{batch_tensor, image_to_chw};
+use cdo_inspect::infer::preprocess::{batch_tensor, image_to_chw};
 
 fn top5(row: &[f32]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..row.len()).collect();

@@ -138,7 +138,7 @@ fn peak_rss_kib() -> Option<u64> {
 fn scale_100_images_of_1024_squared() {
     const SIDE: usize = 1024;
     const IMAGES: usize = 100;
-    cdo_inspect::tune_allocator();
+    cdo_inspect::platform::threads::tune_allocator();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         // xorshift64*

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
-use super::{open_device, ModelArgs};
+use super::ModelArgs;
+use crate::platform::device::open_device;
 use crate::bench::{run_inference, run_training, table, Frame, FrameInfo, Report};
 use crate::bundle::TrainingRecord;
-use crate::eval::run::peak_rss_bytes;
+use crate::platform::memory::peak_rss_bytes;
 use crate::infer::{resolve_expert, Detector};
 use crate::model::backbone::{BackboneKind, Expert, Network, TrainableApprentice};
 use crate::train::{bundle_meta, TrainConfig};

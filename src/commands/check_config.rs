@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::bundle::Bundle;
-use crate::commands::DeviceChoice;
+use crate::platform::device::DeviceChoice;
 use crate::config::{self, CameraSource, LightMode, LoadOptions, StationConfig, TriggerMode};
 
 #[derive(Debug, clap::Args)]

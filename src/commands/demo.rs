@@ -11,9 +11,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::train::{interrupt_flag, TrainProgress};
-use super::{default_models_dir, open_device, DeviceChoice};
+use crate::infer::default_models_dir;
+use crate::platform::device::{open_device, DeviceChoice};
 use crate::sample_data::{build_surface_dataset, SampleSpec};
-use crate::station::run::{run_station, RunOptions};
+use crate::station::daemon::{run_station, RunOptions};
 use crate::train::{train, TrainConfig, TrainData, TrainJob, TrainOutcome};
 
 #[derive(Debug, clap::Args)]
@@ -96,7 +97,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         RunOptions { config_path: Some(station_file.clone()), echo_parts: true },
     )?;
     println!("\n{}", summary.counters);
-    let report = crate::station::report::RunReport::from_records(&records_file, earlier)?;
+    let report = crate::station::summary::RunReport::from_records(&records_file, earlier)?;
     print!("{report}");
     println!("records:      {}", records_file.display());
     println!("archive:      {}", archive.display());

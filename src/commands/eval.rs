@@ -8,11 +8,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::open_device;
+use crate::platform::device::open_device;
 use super::train::{interrupt_flag, TrainOptions, TrainProgress};
 use crate::eval::dataset::{list_categories, load_category, Category};
 use crate::eval::report::{ablation_table, csv, mean_row, table, AblationRow, JsonReport};
-use crate::eval::run::{peak_rss_bytes, score_category, CategoryResult};
+use crate::eval::scoring::{score_category, CategoryResult};
+use crate::platform::memory::peak_rss_bytes;
 use crate::infer::Detector;
 use crate::train::{train, TrainConfig, TrainData, TrainJob, TrainOutcome};
 

@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{open_device, ModelArgs};
+use super::ModelArgs;
+use crate::platform::device::open_device;
 use crate::imageio::{heatmap_overlay, load_rgb, save_png_atomic, write_f32_tiff};
+use crate::infer::verdict::rejects;
 use crate::infer::Detector;
 
 #[derive(Debug, clap::Args)]
@@ -137,23 +139,4 @@ fn inspect_one(
         log::warn!("{}: score is {}, rejecting", path.display(), result.score);
     }
     Ok((result.score, rejects(result.score, threshold)))
-}
-
-/// The verdict. Fail safe: a score that is not a number (a broken model or input) rejects.
-pub fn rejects(score: f32, threshold: f32) -> bool {
-    !score.is_finite() || score > threshold
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rejects;
-
-    #[test]
-    fn verdict_fails_safe() {
-        assert!(!rejects(0.2, 0.3));
-        assert!(!rejects(0.3, 0.3));
-        assert!(rejects(0.31, 0.3));
-        assert!(rejects(f32::NAN, 0.3));
-        assert!(rejects(f32::INFINITY, 0.3));
-    }
 }

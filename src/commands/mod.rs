@@ -12,15 +12,8 @@ pub mod train;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
-use candle_core::Device;
-
-/// Where model files live when not given explicitly: `$CDO_MODELS_DIR`, else `./models`.
-pub fn default_models_dir() -> PathBuf {
-    std::env::var_os("CDO_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("models"))
-}
+use crate::infer::default_models_dir;
+use crate::platform::device::DeviceChoice;
 
 /// Where the expert's weights are and what runs the model: shared by the verbs that load a
 /// trained pair.
@@ -41,34 +34,3 @@ impl ModelArgs {
     }
 }
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-    Default,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    #[default]
-    Cpu,
-    Cuda,
-}
-
-/// Opens the compute device, with a clear error when CUDA is asked for but absent.
-pub fn open_device(choice: DeviceChoice) -> Result<Device> {
-    match choice {
-        DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Cuda => {
-            if !candle_core::utils::cuda_is_available() {
-                bail!("device = cuda, but this binary was built without the `cuda` feature");
-            }
-            Device::new_cuda(0)
-                .map_err(|e| anyhow::anyhow!("device = cuda, but no usable GPU: {e}"))
-        }
-    }
-}

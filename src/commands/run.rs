@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::station::run::{run_station, RunOptions};
+use crate::station::daemon::{run_station, RunOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {

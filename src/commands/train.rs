@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{default_models_dir, open_device, DeviceChoice};
+use crate::infer::default_models_dir;
+use crate::platform::device::{open_device, DeviceChoice};
 use crate::model::backbone::BackboneKind;
 use crate::train::{train, StepReport, TrainConfig, TrainData, TrainJob, TrainOutcome};
 

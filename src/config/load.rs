@@ -14,8 +14,9 @@ use toml_edit::{ImDocument, Item, TableLike, Value};
 
 use super::schema::*;
 use crate::bundle::Bundle;
-use crate::commands::DeviceChoice;
-use crate::station::hw::LineSpec;
+use crate::text::did_you_mean;
+use crate::platform::device::DeviceChoice;
+use crate::config::LineSpec;
 
 /// One problem in a station file.
 #[derive(Debug, Clone, PartialEq)]
@@ -414,7 +415,7 @@ impl<'a> Reader<'a> {
                 .filter(|(name, keys)| *name != sec.name && keys.contains(&key))
                 .map(|(name, _)| format!("[{name}]"))
                 .collect();
-            let message = match did_you_mean(key, known) {
+            let message = match did_you_mean(key, known.iter().copied()) {
                 Some(s) => format!("unknown {what}; did you mean `{s}`?"),
                 None if !homes.is_empty() => {
                     format!("unknown {what}; it belongs in {}", homes.join(" or "))
@@ -554,7 +555,7 @@ impl<'a> Reader<'a> {
         if let Some(o) = options.iter().find(|o| **o == s) {
             return Some(o);
         }
-        let hint = match did_you_mean(&s, options) {
+        let hint = match did_you_mean(&s, options.iter().copied()) {
             Some(o) => format!("; did you mean \"{o}\"?"),
             None => String::new(),
         };
@@ -1060,7 +1061,7 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
             .map_or(directive, |(_, l)| l)
             .trim();
         if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-            let hint = did_you_mean(level, LEVELS)
+            let hint = did_you_mean(level, LEVELS.iter().copied())
                 .map(|l| format!("; did you mean \"{l}\"?"))
                 .unwrap_or_default();
             return Err(format!(
@@ -1084,41 +1085,6 @@ fn describe(item: &Item) -> String {
         Some(s) if s.chars().count() <= 40 => format!("{article} {name} (\"{s}\")"),
         _ => format!("{article} {name}"),
     }
-}
-
-/// The known name closest to a misspelt one: within edit distance 2, or one a prefix of
-/// the other ("pulse" for "pulse_ms").
-fn did_you_mean<'k>(given: &str, known: &[&'k str]) -> Option<&'k str> {
-    let given_lc = given.to_ascii_lowercase();
-    known
-        .iter()
-        .map(|k| (edit_distance(&given_lc, k), *k))
-        .filter(|(d, k)| {
-            // Short names are within 2 edits of too much: allow only 1 there.
-            let close = if given_lc.len() <= 4 {
-                *d <= 1
-            } else {
-                *d <= 2
-            };
-            close || (given_lc.len() >= 3 && (k.starts_with(&given_lc) || given_lc.starts_with(k)))
-        })
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance over chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -1718,14 +1684,5 @@ level = "warn,cdo_inspect=debug"
             "{failed} of {}",
             inputs.len()
         );
-    }
-
-    #[test]
-    fn did_you_mean_takes_near_names_and_prefixes_only() {
-        assert_eq!(did_you_mean("pulse_mss", REJECT_KEYS), Some("pulse_ms"));
-        assert_eq!(did_you_mean("delay", REJECT_KEYS), Some("delay_ms"));
-        assert_eq!(did_you_mean("Active_Low", REJECT_KEYS), Some("active_low"));
-        assert_eq!(did_you_mean("colour", REJECT_KEYS), None);
-        assert_eq!(did_you_mean("foo", CAMERA_KEYS), None);
     }
 }

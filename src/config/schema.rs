@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::commands::DeviceChoice;
-use crate::station::hw::LineSpec;
+use crate::platform::device::DeviceChoice;
+use crate::config::LineSpec;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StationConfig {

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, ImageReader};
 
 use crate::imageio::{is_image_file, IMAGE_EXTENSIONS};
-use crate::sample_data::{build_surface_dataset, SampleDataError, SampleSpec};
+use crate::text::did_you_mean;
 
 /// Which benchmark layout a dataset root follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,37 +196,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DatasetError + '_ {
     }
 }
 
-/// Levenshtein distance over characters, for the did-you-mean hint.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// The found category nearest to `wanted` (case-insensitive), if it is a plausible typo:
-/// at most a third of the name's characters differ (and at least one may).
-fn suggest(wanted: &str, found: &[String]) -> Option<String> {
-    let w = wanted.to_lowercase();
-    let limit = (w.chars().count() / 3).max(1);
-    found
-        .iter()
-        .map(|f| (edit_distance(&w, &f.to_lowercase()), f))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, f)| f.clone())
-}
-
 fn category_not_found(root: &Path, category: &str, path: PathBuf) -> DatasetError {
     let found = list_categories(root).unwrap_or_default();
-    let suggestion = suggest(category, &found);
+    let suggestion = did_you_mean(category, found.iter().map(String::as_str)).map(str::to_string);
     DatasetError::CategoryNotFound {
         category: category.to_string(),
         path,
@@ -752,38 +724,6 @@ fn read_visa(root: &Path, category: &str) -> Result<(Vec<PathBuf>, Vec<TestSampl
     }
     train.sort();
     Ok((train, test))
-}
-
-/// The categories [`build_benchmark_dataset`] writes: (name, photograph in the directory
-/// `scripts/fetch-sample-images.sh` fills). Gravel and grass are the two stationary,
-/// isotropic textures among the photographs, so every crop and rotation of them is a
-/// plausible good surface; brick is seen in perspective (brick size changes from the top
-/// training band to the bottom test band), which would make good test tiles look
-/// anomalous. Sorted by name, like [`list_categories`].
-pub const BENCHMARK_TEXTURES: [(&str, &str); 2] =
-    [("grass", "grass.png"), ("gravel", "gravel.png")];
-
-/// Write a small two-category MVTec-AD dataset under `out_root` from real photographs in
-/// `images_dir`, for the end-to-end benchmark test; returns the category names, sorted.
-/// Same photographs and spec give byte-identical files. Both photographs are checked
-/// before anything is written.
-pub fn build_benchmark_dataset(
-    images_dir: &Path,
-    out_root: &Path,
-    spec: &SampleSpec,
-) -> Result<Vec<String>, SampleDataError> {
-    for (_, file) in BENCHMARK_TEXTURES {
-        let path = images_dir.join(file);
-        fs::metadata(&path).map_err(|source| {
-            SampleDataError::Image(crate::imageio::ImageError::Unreadable { path, source })
-        })?;
-    }
-    let mut names = Vec::new();
-    for (name, file) in BENCHMARK_TEXTURES {
-        build_surface_dataset(&images_dir.join(file), &out_root.join(name), spec)?;
-        names.push(name.to_string());
-    }
-    Ok(names)
 }
 
 #[cfg(test)]
@@ -1381,86 +1321,5 @@ mod tests {
         let (e, s) = err_text(load_category(root, "bottle"));
         assert!(matches!(e, DatasetError::DuplicateId { .. }), "{s}");
         assert!(s.contains("000.bmp") && s.contains("000.png"), "{s}");
-    }
-
-    #[test]
-    fn did_you_mean_distance() {
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
-        let found = [
-            "bottle".to_string(),
-            "cable".to_string(),
-            "pcb1".to_string(),
-        ];
-        assert_eq!(suggest("botle", &found).as_deref(), Some("bottle"));
-        assert_eq!(suggest("CABLE", &found).as_deref(), Some("cable"));
-        assert_eq!(suggest("pcb5", &found).as_deref(), Some("pcb1"));
-        assert_eq!(suggest("zipper", &found), None);
-    }
-
-    /// The real photographs fetched by `scripts/fetch-sample-images.sh`.
-    #[test]
-    fn benchmark_dataset_from_real_photographs_reads_back() {
-        let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/images");
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("bench");
-        let spec = SampleSpec {
-            tile: 64,
-            train_good: 6,
-            test_good: 3,
-            test_defect: 2,
-            seed: 5,
-        };
-        let names = build_benchmark_dataset(&images, &out, &spec).unwrap_or_else(|e| {
-            panic!("{e} (run scripts/fetch-sample-images.sh first)");
-        });
-        assert_eq!(names, ["grass", "gravel"]);
-        assert_eq!(list_categories(&out).unwrap(), names);
-        for name in &names {
-            let c = load_category(&out, name).unwrap();
-            assert_eq!(c.layout, DatasetLayout::MvtecAd);
-            assert_eq!(c.train.len(), spec.train_good);
-            assert_eq!(c.test.len(), spec.test_good + 3 * spec.test_defect);
-            let defects: Vec<&str> = c.test.iter().map(|s| s.defect.as_str()).collect();
-            assert_eq!(
-                defects,
-                [
-                    "good",
-                    "good",
-                    "good",
-                    "contamination",
-                    "contamination",
-                    "scratch",
-                    "scratch",
-                    "spot",
-                    "spot"
-                ]
-            );
-            for s in &c.test {
-                let m = load_mask(s, spec.tile, spec.tile).unwrap();
-                let n = m.iter().filter(|&&v| v).count();
-                assert_eq!(s.is_good(), n == 0, "{}", s.image.display());
-            }
-        }
-        // Same inputs, same files.
-        let again = dir.path().join("again");
-        build_benchmark_dataset(&images, &again, &spec).unwrap();
-        for name in &names {
-            for s in load_category(&out, name).unwrap().test {
-                let rel = s.image.strip_prefix(&out).unwrap();
-                assert_eq!(
-                    fs::read(&s.image).unwrap(),
-                    fs::read(again.join(rel)).unwrap()
-                );
-            }
-        }
-
-        // A missing photograph is reported before anything is written.
-        let empty = dir.path().join("no-images");
-        mkdirs(&empty);
-        let e = build_benchmark_dataset(&empty, &dir.path().join("x"), &spec).unwrap_err();
-        assert!(e.to_string().contains("grass.png"), "{e}");
-        assert!(!dir.path().join("x").exists());
     }
 }

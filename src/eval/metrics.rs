@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+use crate::infer::regions::grow_region;
+
 /// Why a pixel-level image was refused. Nothing of a refused image is kept.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MetricsError {
@@ -288,22 +290,13 @@ impl PixelMetrics {
                 .filter(|&id| id < UNLABELLED)
                 .ok_or(MetricsError::TooManyRegions { image: self.images })?;
             img[seed].1 = id;
-            self.stack.clear();
-            self.stack.push(seed);
-            let mut size = 0u64;
-            while let Some(p) = self.stack.pop() {
-                size += 1;
-                let (x, y) = (p % width, p / width);
-                for ny in y.saturating_sub(1)..=(y + 1).min(height - 1) {
-                    for nx in x.saturating_sub(1)..=(x + 1).min(width - 1) {
-                        let q = ny * width + nx;
-                        if img[q].1 == UNLABELLED {
-                            img[q].1 = id;
-                            self.stack.push(q);
-                        }
-                    }
+            let size = grow_region(seed, width, height, &mut self.stack, |q| {
+                let joins = img[q].1 == UNLABELLED;
+                if joins {
+                    img[q].1 = id;
                 }
-            }
+                joins
+            });
             self.region_sizes.push(size);
         }
         Ok(())

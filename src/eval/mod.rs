@@ -4,4 +4,4 @@
 pub mod dataset;
 pub mod metrics;
 pub mod report;
-pub mod run;
+pub mod scoring;

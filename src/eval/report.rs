@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::run::CategoryResult;
+use super::scoring::CategoryResult;
 
 /// The mean of the present values (None if none).
 fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, DType, Result, Storage, StorageRef, Tensor};
 
 use rayon::prelude::*;
 
-use super::resize::{bilinear_align_corners, nearest, BilinearRows};
+use super::kernels::resize::{bilinear_align_corners, nearest, BilinearRows};
 
 /// Added under the square root of the channel norm, as `sqrt(Σf² + EPS_NORM²)`: keeps an
 /// all-zero feature vector finite (and its gradient finite) instead of 0/0. Relative effect

@@ -5,8 +5,8 @@
 use candle_core::{DType, Result, Tensor};
 
 use super::layers::{check_input, Act, ConvBn, ConvSpec, Linear, Mode, ParamSource};
-use super::mbconv::FusedMbConv;
-use super::stem::FusedStem;
+use super::kernels::mbconv::FusedMbConv;
+use super::kernels::stem::FusedStem;
 
 const BN_EPS: f64 = 1e-3;
 

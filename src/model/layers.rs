@@ -7,10 +7,10 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::batchnorm;
+use super::kernels::batchnorm;
 use super::checkpoint::{Checkpoint, CheckpointError};
-use super::depthwise::depthwise_conv2d;
-use super::im2col;
+use super::kernels::depthwise::depthwise_conv2d;
+use super::kernels::im2col;
 
 /// How a parameter is initialised when it is created rather than loaded (PyTorch's defaults).
 #[derive(Debug, Clone, Copy)]
@@ -311,12 +311,12 @@ impl ConvBn {
 
     /// A folded layer's weight (flattened, PyTorch order) and bias as host f32, for the
     /// fused CPU kernels; None when BatchNorm is not folded or the layer is elsewhere.
-    pub fn folded_host(&self) -> Result<Option<super::mbconv::Dense>> {
+    pub fn folded_host(&self) -> Result<Option<super::kernels::mbconv::Dense>> {
         match (&self.bias, &self.bn) {
             (Some(b), None)
                 if self.weight.device().is_cpu() && self.weight.dtype() == DType::F32 =>
             {
-                Ok(Some(super::mbconv::Dense {
+                Ok(Some(super::kernels::mbconv::Dense {
                     weight: self.weight.flatten_all()?.to_vec1()?,
                     bias: b.to_vec1()?,
                 }))
@@ -371,7 +371,7 @@ impl Linear {
     }
 }
 
-pub use super::activation::{bias_act, bias_act_in_place, relu6, Act};
+pub use super::kernels::activation::{bias_act, bias_act_in_place, relu6, Act};
 
 /// Checks that a tensor is 4-D f32 (the backbones' input contract).
 pub fn check_input(x: &Tensor) -> Result<()> {

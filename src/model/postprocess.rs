@@ -5,8 +5,8 @@
 
 use rayon::prelude::*;
 
-use super::scratch::Pool;
-use crate::simd::weighted_taps;
+use super::kernels::scratch::Pool;
+use crate::model::kernels::simd::weighted_taps;
 
 /// Gaussian smoothing identical to `scipy.ndimage.gaussian_filter(map, sigma)` with its
 /// defaults: truncate 4.0 (radius = int(4σ + 0.5)), mode 'reflect' (half-sample symmetric:

@@ -5,7 +5,7 @@
 use candle_core::{Result, Tensor};
 
 use super::layers::{check_input, Act, ConvBn, ConvSpec, Mode, ParamSource};
-use super::maxpool::max_pool2d;
+use super::kernels::maxpool::max_pool2d;
 
 const BN_EPS: f64 = 1e-5;
 
@@ -59,33 +59,66 @@ impl Block {
     }
 }
 
+/// The backbone up to its last tap (layer3).
 pub struct ResNet {
     stem: ConvBn,
     layers: Vec<Vec<Block>>,
 }
 
+/// One convolution with its BatchNorm, under torchvision's names (`{conv}`, `{bn}`);
+/// padding k/2 as torchvision's 1x1, 3x3 and 7x7 layers.
+struct Conv<'a> {
+    src: &'a mut dyn ParamSource,
+    bn_momentum: f64,
+}
+
+impl Conv<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn bn(&mut self, conv: &str, bn: &str, cin: usize, cout: usize, k: usize, stride: usize) -> Result<ConvBn> {
+        let spec = ConvSpec { cin, cout, k, stride, padding: k / 2, depthwise: false };
+        ConvBn::new(&mut *self.src, conv, Some(bn), spec, BN_EPS, self.bn_momentum)
+    }
+
+    /// `{block}.conv{i}` with `{block}.bn{i}`.
+    fn numbered(&mut self, block: &str, i: usize, cin: usize, cout: usize, k: usize, stride: usize) -> Result<ConvBn> {
+        self.bn(&format!("{block}.conv{i}"), &format!("{block}.bn{i}"), cin, cout, k, stride)
+    }
+
+    /// ResNet18's BasicBlock: two 3x3 convolutions, the first strided.
+    fn basic_block(&mut self, block: &str, cin: usize, planes: usize, stride: usize) -> Result<Vec<ConvBn>> {
+        Ok(vec![
+            self.numbered(block, 1, cin, planes, 3, stride)?,
+            self.numbered(block, 2, planes, planes, 3, 1)?,
+        ])
+    }
+
+    /// The Bottleneck (torchvision v1.5: the stride on the 3x3): 1x1 down to `width`, 3x3,
+    /// 1x1 up to `cout`.
+    fn bottleneck(&mut self, block: &str, cin: usize, width: usize, cout: usize, stride: usize) -> Result<Vec<ConvBn>> {
+        Ok(vec![
+            self.numbered(block, 1, cin, width, 1, 1)?,
+            self.numbered(block, 2, width, width, 3, stride)?,
+            self.numbered(block, 3, width, cout, 1, 1)?,
+        ])
+    }
+
+    /// The projection of the identity path (`{block}.downsample.0` and `.1`) where the
+    /// block changes the shape.
+    fn downsample(&mut self, block: &str, cin: usize, cout: usize, stride: usize) -> Result<Option<ConvBn>> {
+        if stride == 1 && cin == cout {
+            return Ok(None);
+        }
+        let (conv, bn) = (format!("{block}.downsample.0"), format!("{block}.downsample.1"));
+        self.bn(&conv, &bn, cin, cout, 1, stride).map(Some)
+    }
+}
+
 impl ResNet {
-    /// Builds the stem and layer1..layer3.
+    /// Builds the stem (`conv1`, `bn1`) and layer1..layer3.
     pub fn new(src: &mut dyn ParamSource, kind: ResNetKind, bn_momentum: f64) -> Result<Self> {
-        let m = bn_momentum;
-        let conv = |src: &mut dyn ParamSource, name: &str, bn: &str, cin, cout, k, stride| {
-            ConvBn::new(
-                src,
-                name,
-                Some(bn),
-                ConvSpec {
-                    cin,
-                    cout,
-                    k,
-                    stride,
-                    padding: k / 2,
-                    depthwise: false,
-                },
-                BN_EPS,
-                m,
-            )
-        };
-        let stem = conv(src, "conv1", "bn1", 3, 64, 7, 2)?;
+        let mut conv = Conv { src, bn_momentum };
+        let stem = conv.bn("conv1", "bn1", 3, 64, 7, 2)?;
+        // Blocks per layer, output channels per `planes`, bottleneck width per `planes`.
         let (repeats, expansion, width_factor): ([usize; 3], usize, usize) = match kind {
             ResNetKind::ResNet18 => ([2, 2, 2], 1, 1),
             ResNetKind::WideResNet50_2 => ([3, 4, 6], 4, 2),
@@ -96,74 +129,15 @@ impl ResNet {
             let mut blocks = Vec::new();
             for bi in 0..n {
                 let stride = if bi == 0 && li > 0 { 2 } else { 1 };
-                let p = format!("layer{}.{bi}", li + 1);
+                let name = format!("layer{}.{bi}", li + 1);
                 let cout = planes * expansion;
-                let convs = if expansion == 1 {
-                    vec![
-                        conv(
-                            src,
-                            &format!("{p}.conv1"),
-                            &format!("{p}.bn1"),
-                            cin,
-                            planes,
-                            3,
-                            stride,
-                        )?,
-                        conv(
-                            src,
-                            &format!("{p}.conv2"),
-                            &format!("{p}.bn2"),
-                            planes,
-                            planes,
-                            3,
-                            1,
-                        )?,
-                    ]
-                } else {
-                    let width = planes * width_factor;
-                    vec![
-                        conv(
-                            src,
-                            &format!("{p}.conv1"),
-                            &format!("{p}.bn1"),
-                            cin,
-                            width,
-                            1,
-                            1,
-                        )?,
-                        conv(
-                            src,
-                            &format!("{p}.conv2"),
-                            &format!("{p}.bn2"),
-                            width,
-                            width,
-                            3,
-                            stride,
-                        )?,
-                        conv(
-                            src,
-                            &format!("{p}.conv3"),
-                            &format!("{p}.bn3"),
-                            width,
-                            cout,
-                            1,
-                            1,
-                        )?,
-                    ]
+                let convs = match kind {
+                    ResNetKind::ResNet18 => conv.basic_block(&name, cin, planes, stride)?,
+                    ResNetKind::WideResNet50_2 => {
+                        conv.bottleneck(&name, cin, planes * width_factor, cout, stride)?
+                    }
                 };
-                let downsample = if stride != 1 || cin != cout {
-                    Some(conv(
-                        src,
-                        &format!("{p}.downsample.0"),
-                        &format!("{p}.downsample.1"),
-                        cin,
-                        cout,
-                        1,
-                        stride,
-                    )?)
-                } else {
-                    None
-                };
+                let downsample = conv.downsample(&name, cin, cout, stride)?;
                 blocks.push(Block { convs, downsample });
                 cin = cout;
             }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::decide::Verdict;
-use super::hw::DigitalOut;
+use super::boundary::DigitalOut;
 use super::part::{read_live, Heartbeat, Part, SharedLive};
 use super::records::PulseRecord;
 

@@ -24,8 +24,8 @@ use v4l::video::capture::Parameters;
 use v4l::video::Capture;
 use v4l::{Device, Format, FourCC};
 
-use super::gpio_cdev::instant_from_monotonic_ns;
-use super::hw::{CaptureError, Frame, FrameSource};
+use crate::platform::clock::{instant_from_monotonic_ns, monotonic_now_ns};
+use super::boundary::{CaptureError, Frame, FrameSource};
 
 /// The pixel format asked of the camera; every one is decoded to RGB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -489,7 +489,7 @@ impl FrameSource for V4lCamera {
     /// settle time before `grab` must therefore cover the exposure time.
     fn grab(&mut self) -> Result<Frame, CaptureError> {
         let start = Instant::now();
-        let start_ns = monotonic_ns();
+        let start_ns = monotonic_now_ns();
         let path = self.path.display().to_string();
         let format = self.settings.format;
         let fmt = self.format;
@@ -520,7 +520,7 @@ impl FrameSource for V4lCamera {
             }
             let now = Instant::now();
             let captured_at = if monotonic {
-                instant_from_monotonic_ns(ts_ns, monotonic_ns(), now)
+                instant_from_monotonic_ns(ts_ns, monotonic_now_ns(), now)
             } else {
                 now
             };
@@ -570,11 +570,6 @@ impl FrameSource for V4lCamera {
             self.fps
         )
     }
-}
-
-/// CLOCK_MONOTONIC now in nanoseconds (V4L2 stamps buffers with it).
-fn monotonic_ns() -> u64 {
-    super::gpio_cdev::monotonic_now_ns()
 }
 
 /// Opens the camera with fixed settings and starts streaming.

@@ -3,6 +3,8 @@
 //! a pixel threshold), so that a tiny speck a line tolerates does not reject the part.
 
 use crate::config::{DecisionConfig, MinArea};
+use crate::infer::regions::largest_region;
+use crate::infer::verdict::rejects;
 use crate::infer::Inference;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -48,7 +50,7 @@ impl Decider {
                 fail_safe: Some(format!("image score is {}", inf.score)),
             };
         }
-        let over = inf.score > self.threshold;
+        let over = rejects(inf.score, self.threshold);
         let Some(min_area) = self.min_area else {
             let verdict = if over { Verdict::Reject } else { Verdict::Pass };
             return Decision { verdict, defect_area_px: None, fail_safe: None };
@@ -69,65 +71,12 @@ impl Decider {
     }
 }
 
-/// Pixel count of the largest 8-connected region of `map` values above `threshold`.
-/// Non-finite values count as defective: a broken map must not shrink a defect.
-pub fn largest_region(map: &[f32], width: usize, height: usize, threshold: f32) -> usize {
-    let hot = |v: f32| !v.is_finite() || v > threshold;
-    let mut seen = vec![false; map.len()];
-    let mut stack = Vec::new();
-    let mut largest = 0;
-    for start in 0..map.len() {
-        if seen[start] || !hot(map[start]) {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let mut size = 0;
-        while let Some(i) = stack.pop() {
-            size += 1;
-            let (x, y) = ((i % width) as isize, (i / width) as isize);
-            for dy in -1..=1 {
-                for dx in -1..=1 {
-                    let (nx, ny) = (x + dx, y + dy);
-                    if nx < 0 || ny < 0 || nx >= width as isize || ny >= height as isize {
-                        continue;
-                    }
-                    let j = ny as usize * width + nx as usize;
-                    if !seen[j] && hot(map[j]) {
-                        seen[j] = true;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        largest = largest.max(size);
-    }
-    largest
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn inference(map: Vec<f32>, size: u32, score: f32) -> Inference {
         Inference { map, size, score }
-    }
-
-    #[test]
-    fn regions_are_eight_connected() {
-        #[rustfmt::skip]
-        let map = [
-            1.0, 0.0, 0.0, 0.0,
-            0.0, 1.0, 0.0, 1.0,
-            0.0, 0.0, 0.0, 1.0,
-            0.0, 0.0, 0.0, 0.0f32,
-        ];
-        // The diagonal pair is one region of 2, the right column one of 2.
-        assert_eq!(largest_region(&map, 4, 4, 0.5), 2);
-        assert_eq!(largest_region(&map, 4, 4, 2.0), 0);
-        let mut with_nan = map;
-        with_nan[2] = f32::NAN; // joins the diagonal pair and the right column
-        assert_eq!(largest_region(&with_nan, 4, 4, 0.5), 5);
     }
 
     #[test]

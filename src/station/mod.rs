@@ -4,7 +4,7 @@
 #[cfg(feature = "camera")]
 pub mod camera_v4l;
 pub mod gpio_cdev;
-pub mod hw;
+pub mod boundary;
 pub mod replay;
 pub mod sim_gpio;
 pub mod archive;
@@ -16,6 +16,6 @@ pub mod part;
 pub mod actuate;
 pub mod stages;
 pub mod recorder;
-pub mod hardware;
-pub mod run;
-pub mod report;
+pub mod backends;
+pub mod daemon;
+pub mod summary;

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::decide::{Decider, Decision, Verdict};
-use super::hw::Frame;
+use super::boundary::Frame;
 use super::records::Latency;
 use crate::config::StationConfig;
 use crate::infer::Inference;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::hw::{CaptureError, Frame, FrameSource};
+use super::boundary::{CaptureError, Frame, FrameSource};
 use crate::imageio::{is_image_file, load_rgb};
 
 pub struct ReplaySource {

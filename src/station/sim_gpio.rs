@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::hw::{DigitalIn, DigitalOut, GpioError, InputEdge, InputEvent, LineSpec};
+use super::boundary::{DigitalIn, DigitalOut, GpioError, InputEdge, InputEvent, LineSpec};
 
 /// One line of the edge log, as written and as read back by tests.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::actuate::{Expect, ToActuator};
-use super::hw::{CaptureError, DigitalIn, DigitalOut, FrameSource, InputEdge};
+use super::boundary::{CaptureError, DigitalIn, DigitalOut, FrameSource, InputEdge};
 use super::part::{ms, read_live, Heartbeat, Part, SharedLive};
 use crate::infer::Detector;
-use crate::preprocess::image_to_chw;
+use crate::infer::preprocess::image_to_chw;
 
 /// How long a stage waits for work before it beats its heartbeat again.
 const IDLE_POLL: Duration = Duration::from_millis(100);

@@ -4,35 +4,8 @@
 
 use image::RgbImage;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
-/// What fills a synthetic rectangle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum NoiseKind {
-    /// Uniform 0..=255 per channel (the reference implementation).
-    #[default]
-    Uniform,
-    /// Gaussian around mid-grey, sigma 64 (the paper's wording), clamped to 0..=255.
-    Gaussian,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AnomalyConfig {
-    /// Rectangles per image are drawn uniformly from 0..=max_count (reference: 4).
-    pub max_count: u32,
-    pub noise: NoiseKind,
-}
-
-impl Default for AnomalyConfig {
-    fn default() -> Self {
-        Self {
-            max_count: 4,
-            noise: NoiseKind::Uniform,
-        }
-    }
-}
+pub use crate::bundle::settings::{AnomalyConfig, NoiseKind};
 
 /// A rectangle, inclusive-exclusive pixel bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

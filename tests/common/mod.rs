@@ -9,7 +9,7 @@ pub fn root() -> PathBuf {
 
 /// The EfficientNet-Lite0 ImageNet weights fetched by models/fetch.sh.
 pub fn lite0_weights() -> PathBuf {
-    cdo_inspect::tune_allocator();
+    cdo_inspect::platform::threads::tune_allocator();
     let p = root().join("models/efficientnet-lite0-57934424.pth");
     assert!(
         p.is_file(),

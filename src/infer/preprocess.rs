@@ -13,7 +13,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::model::backbone::{IMAGENET_MEAN, IMAGENET_STD};
-use crate::simd::add_scaled;
+use crate::model::kernels::simd::add_scaled;
 
 /// Resizes (bilinear, antialiased like PIL's) to `size` x `size` and normalises with the
 /// ImageNet mean and std, straight into a CHW f32 buffer.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::hw::{DigitalIn, DigitalOut, FrameSource, LineSpec};
+use super::boundary::{DigitalIn, DigitalOut, FrameSource, LineSpec};
 use super::replay::ReplaySource;
 use super::sim_gpio::SimGpio;
 use crate::config::{CameraSource, GpioBackend, InputLine, OutputLine, StationConfig};

@@ -13,14 +13,15 @@ use anyhow::{Context, Result};
 use super::actuate::Actuator;
 use super::archive::Archive;
 use super::counters::Counters;
-use super::hardware::{open_camera, Gpio};
-use super::hw::DigitalOut;
+use super::backends::{open_camera, Gpio};
+use super::boundary::DigitalOut;
 use super::notify::{watchdog_interval, Notifier};
 use super::part::{read_live, Heartbeat, Live, SharedLive};
 use super::recorder::Recorder;
 use super::records::RecordLog;
 use super::stages::{CaptureStage, InferStage, StageCounts, TriggerSource, TriggerStage};
-use crate::commands::{default_models_dir, open_device};
+use crate::infer::default_models_dir;
+use crate::platform::device::open_device;
 use crate::config::{LightMode, StationConfig, TriggerMode};
 use crate::infer::Detector;
 

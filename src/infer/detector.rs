@@ -12,8 +12,8 @@ use crate::model::cdo::{anomaly_map, anomaly_maps_host};
 use crate::model::checkpoint::{Checkpoint, CheckpointError, CheckpointFormat};
 use crate::model::layers::Mode;
 use crate::model::postprocess::gaussian_smooth_in_place;
-use crate::model::resize::bilinear_align_corners_plane;
-use crate::preprocess::{batch_tensor, image_to_chw};
+use crate::model::kernels::resize::bilinear_align_corners_plane;
+use crate::infer::preprocess::{batch_tensor, image_to_chw};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
@@ -69,6 +69,13 @@ pub struct Detector {
     expert: Network,
     apprentice: Network,
     device: Device,
+}
+
+/// Where model files live when not given explicitly: `$CDO_MODELS_DIR`, else `./models`.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("CDO_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("models"))
 }
 
 /// Where to look for the expert weights a bundle names.

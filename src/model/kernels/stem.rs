@@ -125,7 +125,7 @@ fn channels(
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Tile;
-    use crate::model::mbconv::LANES;
+    use crate::model::kernels::mbconv::LANES;
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
@@ -261,7 +261,7 @@ impl CustomOp1 for FusedStem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::im2col;
+    use crate::model::kernels::im2col;
     use candle_core::Device;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -270,12 +270,12 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn portable_loops_match_the_layer_by_layer_stem() {
-        crate::model::mbconv::with_kernels(true, check_against_the_layer_by_layer_stem);
+        crate::model::kernels::mbconv::with_kernels(true, check_against_the_layer_by_layer_stem);
     }
 
     #[test]
     fn matches_the_layer_by_layer_stem() {
-        crate::model::mbconv::with_kernels(false, check_against_the_layer_by_layer_stem);
+        crate::model::kernels::mbconv::with_kernels(false, check_against_the_layer_by_layer_stem);
     }
 
     /// Against im2col + GEMM + bias + ReLU6 (the layer-by-layer stem), on the real stem's

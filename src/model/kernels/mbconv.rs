@@ -616,7 +616,7 @@ pub(crate) static POOL: Pool<f32> = Pool::new();
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::depthwise::depthwise_conv2d;
+    use crate::model::kernels::depthwise::depthwise_conv2d;
     use candle_core::Device;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;

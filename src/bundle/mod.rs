@@ -5,6 +5,8 @@
 //! default threshold. Written to a temporary directory and renamed into place, so a crash
 //! never leaves half a model.
 
+pub mod settings;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::backbone::BackboneKind;
 use crate::model::postprocess::ScoreMethod;
-use crate::train::TrainConfig;
+use settings::TrainConfig;
 
 pub const META_FILE: &str = "model.toml";
 pub const WEIGHTS_FILE: &str = "apprentice.safetensors";

@@ -1,0 +1,9 @@
+//! Inspecting images with a trained pair: preprocessing, the detector (features, anomaly
+//! map, smoothing, image score), the verdict rule and the map's defect regions.
+
+pub mod detector;
+pub mod preprocess;
+pub mod regions;
+pub mod verdict;
+
+pub use detector::{default_models_dir, resolve_expert, Detector, InferError, Inference};
