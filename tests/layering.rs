@@ -12,6 +12,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("platform", 0),
     ("imageio", 0),
     ("text", 0),
+    // Shared helpers of the unit tests (`#[cfg(test)]`), below everything they help test.
+    ("test_util", 0),
     ("model", 1),
     ("bundle", 2),
     ("infer", 3),
