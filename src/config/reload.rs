@@ -4,12 +4,13 @@
 
 use super::schema::*;
 
-/// The dotted keys that differ between `old` and `new` but need a restart to take effect,
-/// in file order, for "changed but needs a restart: camera.width, ...".
+/// The dotted keys that differ between `old` and `new` and are NOT reloadable: SIGHUP
+/// cannot apply them, they take effect only after a restart. In file order, for "changed
+/// but needs a restart: camera.width, ...". Empty when every change can be reloaded.
 ///
 /// Every struct is destructured without `..`: a field added to the schema is a compile
 /// error here until someone decides whether it is reloadable.
-pub fn reloadable_changes(old: &StationConfig, new: &StationConfig) -> Vec<String> {
+pub fn changes_needing_restart(old: &StationConfig, new: &StationConfig) -> Vec<String> {
     let mut changed = Vec::new();
     let mut check = |key: &str, differs: bool| {
         if differs {
@@ -250,9 +251,9 @@ mod tests {
              [outputs.pass]\nline = \"gpiochip0:21\"\npulse_ms = 10\n",
         );
         // Only adding the pass output's line needs a restart; its pulse would not.
-        assert_eq!(reloadable_changes(&old, &new), ["outputs.pass.line"]);
+        assert_eq!(changes_needing_restart(&old, &new), ["outputs.pass.line"]);
         let with_pass = station("[outputs.pass]\nline = \"gpiochip0:21\"\n");
-        assert!(reloadable_changes(&with_pass, &new).is_empty());
+        assert!(changes_needing_restart(&with_pass, &new).is_empty());
     }
 
     #[test]
@@ -264,7 +265,7 @@ mod tests {
         );
         new.model.bundle = "other".into();
         assert_eq!(
-            reloadable_changes(&old, &new),
+            changes_needing_restart(&old, &new),
             [
                 "model.bundle",
                 "camera.width",

@@ -145,7 +145,8 @@ pub enum MinArea {
 /// `[gpio]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpioConfig {
-    /// "cdev" (default: the Linux GPIO character device) or "simulated".
+    /// "cdev" (default: the Linux GPIO character device) or "simulated". The only key that
+    /// picks the backend: `edge_log` and `inject_ms` are errors unless it is "simulated".
     pub backend: GpioBackend,
     /// Simulated: every output edge is appended here with a monotonic timestamp.
     pub edge_log: Option<PathBuf>,

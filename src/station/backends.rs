@@ -52,9 +52,9 @@ fn open_v4l2(_cfg: &StationConfig) -> Result<Box<dyn FrameSource>> {
     anyhow::bail!("camera.source = \"v4l2\", but this binary was built without the `camera` feature")
 }
 
-/// The station's GPIO, one backend for all lines.
+/// The station's GPIO, one backend for all lines: the simulator exactly when
+/// `gpio.backend = "simulated"` (the only key that picks it), else the character device.
 pub struct Gpio {
-    backend: GpioBackend,
     sim: Option<SimGpio>,
 }
 
@@ -64,13 +64,13 @@ impl Gpio {
             GpioBackend::Simulated => Some(SimGpio::new(epoch, cfg.gpio.edge_log.as_deref())?),
             GpioBackend::Cdev => None,
         };
-        Ok(Gpio { backend: cfg.gpio.backend, sim })
+        Ok(Gpio { sim })
     }
 
     pub fn output(&self, role: &str, out: &OutputLine) -> Result<Box<dyn DigitalOut>> {
-        match (&self.sim, self.backend) {
-            (Some(sim), _) => Ok(sim.output(role, &out.line, out.active_low)),
-            (None, _) => cdev_output(role, &out.line, out.active_low),
+        match &self.sim {
+            Some(sim) => Ok(sim.output(role, &out.line, out.active_low)),
+            None => cdev_output(role, &out.line, out.active_low),
         }
     }
 

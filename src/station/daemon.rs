@@ -1,6 +1,6 @@
-//! Station lifecycle: open the model and hardware, start one thread per stage, tell
-//! systemd we are ready, supervise (watchdog, fault output, counters, SIGHUP reload),
-//! and on SIGTERM stop taking triggers, drain the parts in flight and exit.
+//! Station lifecycle: open the model and hardware, start one thread per stage, hand them
+//! to the supervisor (`supervisor.rs`: ready, watchdog, fault output, counters, SIGHUP
+//! reload, SIGTERM drain) and report once it has stopped.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +17,7 @@ use super::backends::{open_camera, Gpio};
 use super::boundary::DigitalOut;
 use super::notify::{watchdog_interval, Notifier};
 use super::part::{read_live, Heartbeat, Live, SharedLive};
+use super::supervisor::{Settings, Station, Supervisor};
 use super::recorder::Recorder;
 use super::records::RecordLog;
 use super::stages::{CaptureStage, InferStage, StageCounts, TriggerSource, TriggerStage};
@@ -76,8 +77,8 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
     let gpio = Gpio::open(&cfg, epoch)?;
     let reject = gpio.output("reject", &cfg.outputs.reject)?;
     let pass = cfg.outputs.pass.as_ref().map(|o| gpio.output("pass", o)).transpose()?;
-    let mut ready = cfg.outputs.ready.as_ref().map(|o| gpio.output("ready", o)).transpose()?;
-    let mut fault = cfg.outputs.fault.as_ref().map(|o| gpio.output("fault", o)).transpose()?;
+    let ready = cfg.outputs.ready.as_ref().map(|o| gpio.output("ready", o)).transpose()?;
+    let fault = cfg.outputs.fault.as_ref().map(|o| gpio.output("fault", o)).transpose()?;
     let light = match (cfg.light.mode, &cfg.light.output) {
         (LightMode::None, _) | (_, None) => None,
         (mode, Some(line)) => Some((mode, gpio.output("light", line)?)),
@@ -194,95 +195,130 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
     };
     let trigger_thread = spawn("trigger", Box::new(move || trigger.run()))?;
 
-    // Ready: model loaded, camera and GPIO open, every stage running.
+    // Ready: model loaded, camera and GPIO open, every stage running. The supervisor runs
+    // the station from here until it has stopped.
     let notifier = Notifier::from_env();
-    notifier.send("READY=1");
-    set_line(&mut ready, true);
-    log::info!("station {} ready", cfg.station.name);
+    let settings = Settings {
+        station: cfg.station.name.clone(),
+        watchdog: watchdog_interval(),
+        status: notifier.active(),
+        stall_timeout: cfg.pipeline.stall_timeout,
+        drain_timeout: cfg.pipeline.drain_timeout,
+    };
+    let mut station = Running {
+        cfg: &cfg,
+        config_path: &opts.config_path,
+        calibrated: calibration.as_ref().map(|c| c.threshold),
+        live,
+        stop,
+        hup,
+        abort,
+        recorder_thread,
+        trigger_thread,
+        beats,
+        counts,
+        counters,
+        gpio_errors,
+        notifier,
+        ready,
+        fault,
+    };
+    Supervisor::start(settings, Instant::now(), &mut station).run(&mut station);
 
-    let watchdog = watchdog_interval();
-    let mut last_watchdog = Instant::now();
-    let mut last_counters = Instant::now();
-    let mut last_status = Instant::now() - Duration::from_secs(10);
-    let mut fault_on = false;
-    let mut drain_deadline: Option<Instant> = None;
-    let total = |counters: &Mutex<Counters>| -> Counters {
-        let mut c = counters.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    set_line(&mut station.ready, false);
+    set_line(&mut always_on, false);
+    let counters = station.counters();
+    log::info!("station {} stopped; counters: {counters}", cfg.station.name);
+    Ok(RunSummary { counters, records: records_path })
+}
+
+/// The running station as the supervisor sees and drives it: the stage threads, the flags
+/// they watch, the ready and fault outputs and the notify socket.
+struct Running<'a> {
+    cfg: &'a StationConfig,
+    config_path: &'a Option<PathBuf>,
+    calibrated: Option<f32>,
+    live: SharedLive,
+    stop: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
+    recorder_thread: JoinHandle<()>,
+    trigger_thread: JoinHandle<()>,
+    beats: [Arc<Heartbeat>; 5],
+    counts: Arc<StageCounts>,
+    counters: Arc<Mutex<Counters>>,
+    gpio_errors: Arc<AtomicU64>,
+    notifier: Notifier,
+    ready: Option<Box<dyn DigitalOut>>,
+    fault: Option<Box<dyn DigitalOut>>,
+}
+
+impl Station for Running<'_> {
+    fn recorder_finished(&self) -> bool {
+        self.recorder_thread.is_finished()
+    }
+
+    fn take_reload_request(&mut self) -> bool {
+        self.hup.swap(false, Ordering::Relaxed)
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.trigger_thread.is_finished()
+    }
+
+    fn silences(&self) -> Vec<(&'static str, Duration)> {
+        self.beats.iter().map(|b| (b.name, b.silent_for())).collect()
+    }
+
+    fn camera_down(&self) -> bool {
+        self.counts.camera_down.load(Ordering::Relaxed)
+    }
+
+    fn counters_every(&self) -> Duration {
+        read_live(&self.live).counters_every
+    }
+
+    /// The recorder's counters with the stages' own.
+    fn counters(&self) -> Counters {
+        let counts = &self.counts;
+        let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner()).clone();
         c.missed = counts.missed.load(Ordering::Relaxed);
         c.skipped = counts.skipped.load(Ordering::Relaxed);
         c.errors += counts.capture_errors.load(Ordering::Relaxed)
             + counts.infer_errors.load(Ordering::Relaxed)
-            + gpio_errors.load(Ordering::Relaxed);
+            + self.gpio_errors.load(Ordering::Relaxed);
         c.camera_reconnects = counts.camera_reconnects.load(Ordering::Relaxed);
         c
-    };
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        if recorder_thread.is_finished() {
-            break;
-        }
-        if hup.swap(false, Ordering::Relaxed) {
-            reload(&opts.config_path, &cfg, &live, calibration.as_ref().map(|c| c.threshold));
-        }
-        let stopping = stop.load(Ordering::Relaxed) || trigger_thread.is_finished();
-        if stopping && drain_deadline.is_none() {
-            stop.store(true, Ordering::Relaxed);
-            notifier.send("STOPPING=1");
-            log::info!("stopping: no new triggers; finishing the parts in flight");
-            set_line(&mut ready, false);
-            drain_deadline = Some(Instant::now() + cfg.pipeline.drain_timeout);
-        }
-        if drain_deadline.is_some_and(|d| Instant::now() > d) && !abort.swap(true, Ordering::Relaxed) {
-            log::error!(
-                "parts still in flight after {} ms: recording them as not inspected",
-                cfg.pipeline.drain_timeout.as_millis()
-            );
-            drain_deadline = Some(Instant::now() + Duration::from_secs(2));
-        }
-        if abort.load(Ordering::Relaxed) && drain_deadline.is_some_and(|d| Instant::now() > d) {
-            log::error!("a stage did not stop; exiting anyway");
-            break;
-        }
-        // Health: every stage beating, and the camera delivering.
-        let stalled: Vec<&str> = beats
-            .iter()
-            .filter(|b| b.silent_for() > cfg.pipeline.stall_timeout)
-            .map(|b| b.name)
-            .collect();
-        let camera_down = counts.camera_down.load(Ordering::Relaxed);
-        let faulty = !stalled.is_empty() || camera_down;
-        if faulty != fault_on {
-            fault_on = faulty;
-            set_line(&mut fault, faulty);
-            if faulty {
-                log::error!(
-                    "fault: {}",
-                    if camera_down { "camera not delivering".to_string() } else { format!("stage stalled: {}", stalled.join(", ")) }
-                );
-            } else {
-                log::info!("fault cleared");
-            }
-        }
-        if let Some(every) = watchdog {
-            if stalled.is_empty() && last_watchdog.elapsed() >= every {
-                notifier.send("WATCHDOG=1");
-                last_watchdog = Instant::now();
-            }
-        }
-        if last_status.elapsed() >= Duration::from_secs(2) && notifier.active() {
-            notifier.send(&format!("STATUS={}", total(&counters)));
-            last_status = Instant::now();
-        }
-        if last_counters.elapsed() >= read_live(&live).counters_every {
-            log::info!("counters: {}", total(&counters));
-            last_counters = Instant::now();
-        }
     }
-    set_line(&mut ready, false);
-    set_line(&mut always_on, false);
-    let counters = total(&counters);
-    log::info!("station {} stopped; counters: {counters}", cfg.station.name);
-    Ok(RunSummary { counters, records: records_path })
+
+    fn reload(&mut self) {
+        reload(self.config_path, self.cfg, &self.live, self.calibrated);
+    }
+
+    fn stop_triggers(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn abort_in_flight(&mut self) {
+        self.abort.store(true, Ordering::Relaxed);
+    }
+
+    fn notify(&mut self, state: &str) {
+        self.notifier.send(state);
+    }
+
+    fn set_ready(&mut self, on: bool) {
+        set_line(&mut self.ready, on);
+    }
+
+    fn set_fault(&mut self, on: bool) {
+        set_line(&mut self.fault, on);
+    }
+
+    /// Logged from here, so the lines keep this module as their target.
+    fn log(&mut self, level: log::Level, message: &str) {
+        log::log!(level, "{message}");
+    }
 }
 
 fn set_line(line: &mut Option<Box<dyn DigitalOut>>, on: bool) {
@@ -302,7 +338,7 @@ fn reload(path: &Option<PathBuf>, cfg: &StationConfig, live: &SharedLive, calibr
     };
     match crate::config::load(path) {
         Ok(new) => {
-            let restart = crate::config::reloadable_changes(cfg, &new);
+            let restart = crate::config::changes_needing_restart(cfg, &new);
             if !restart.is_empty() {
                 log::warn!(
                     "{}: changed but needs a restart: {}",

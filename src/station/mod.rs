@@ -17,5 +17,6 @@ pub mod actuate;
 pub mod stages;
 pub mod recorder;
 pub mod backends;
+pub mod supervisor;
 pub mod daemon;
 pub mod summary;
