@@ -9,6 +9,7 @@ pub mod replay;
 pub mod sim_gpio;
 pub mod archive;
 pub mod decide;
+pub mod lock;
 pub mod records;
 pub mod notify;
 pub mod counters;
