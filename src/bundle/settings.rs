@@ -84,34 +84,104 @@ impl Default for TrainConfig {
     }
 }
 
+/// Input sizes a model can be trained and run at: square, a multiple of 16 (the stride of
+/// the deepest CDO feature level), from 32 (where that level is still a 2x2 grid) to 1024.
+/// 1024 is 4x the paper's 256 on each side: its map already resolves about 0.1 mm on a
+/// 100 mm part, while both networks' features already take 16x the memory and time of
+/// 256 px per image. Larger sizes only make a station run out of memory (an input size
+/// of 100000 asked for a 30 GB buffer).
+pub const MIN_IMAGE_SIZE: u32 = 32;
+pub const MAX_IMAGE_SIZE: u32 = 1024;
+pub const IMAGE_SIZE_STEP: u32 = 16;
+
+/// Checks a square input size (`train.image_size`, a bundle's `input_size`).
+pub fn check_image_size(size: u32) -> Result<(), String> {
+    if !(MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&size) || !size.is_multiple_of(IMAGE_SIZE_STEP) {
+        return Err(format!(
+            "must be a multiple of {IMAGE_SIZE_STEP} from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}, got {size}"
+        ));
+    }
+    Ok(())
+}
+
+/// `Err` naming the range unless `lo <= x <= hi`.
+fn check_int(x: u64, lo: u64, hi: u64) -> Result<(), String> {
+    if (lo..=hi).contains(&x) {
+        Ok(())
+    } else {
+        Err(format!("must be from {lo} to {hi}, got {x}"))
+    }
+}
+
+/// `Err` naming the range unless `lo <= x <= hi` (NaN is outside every range).
+fn check_f64(x: f64, lo: f64, hi: f64) -> Result<(), String> {
+    if x.is_finite() && (lo..=hi).contains(&x) {
+        Ok(())
+    } else {
+        Err(format!("must be a finite number in [{lo}, {hi}], got {x}"))
+    }
+}
+
 impl TrainConfig {
+    /// Every setting outside the range a real training run could use, as (key in the
+    /// `[train]` table, problem). Pure: `train` checks its settings with it before
+    /// training, and a bundle's recorded settings are checked with it when it is read.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut check = |key: &'static str, r: Result<(), String>| {
+            if let Err(m) = r {
+                out.push((key, m));
+            }
+        };
+        // A few hundred good images at the paper's 50 epochs is a few thousand steps;
+        // 10 000 epochs is far past any run that still learns.
+        check("epochs", check_int(self.epochs as u64, 1, 10_000));
+        // Both networks' activations for every image of a batch are held at once: the
+        // paper trains with 8, and 256 already fills a large GPU at 256 px.
+        check("batch_size", check_int(self.batch_size as u64, 1, 256));
+        check("image_size", check_image_size(self.image_size));
+        // AdamW: the paper uses 2e-4, the demo 3e-3; a step of 1 overshoots every weight.
+        check(
+            "learning_rate",
+            if self.learning_rate > 0.0 && self.learning_rate <= 1.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "must be a finite number in (0, 1], got {}",
+                    self.learning_rate
+                ))
+            },
+        );
+        check("weight_decay", check_f64(self.weight_decay, 0.0, 1.0));
+        // OOM focusing exponent: the paper uses 2; at 10 only the very worst pixels count.
+        check("gamma", check_f64(self.gamma, 0.0, 10.0));
+        check(
+            "holdout_fraction",
+            if (0.0..0.9).contains(&self.holdout_fraction) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "must be a number in [0, 0.9), got {}",
+                    self.holdout_fraction
+                ))
+            },
+        );
+        // PyTorch convention: the weight of the new batch in the running statistics.
+        check("bn_momentum", check_f64(self.bn_momentum, 0.0, 1.0));
+        // Rectangles per image (reference: 4; 64 is 16 times that).
+        check("anomalies.max_count", check_int(self.anomalies.max_count.into(), 0, 64));
+        out
+    }
+
+    /// [`Self::problems`] as one error: `train.KEY: problem`, every problem, `; `-separated.
     pub fn validate(&self) -> Result<()> {
-        if self.epochs == 0 {
-            bail!("train.epochs must be at least 1");
-        }
-        if self.batch_size == 0 {
-            bail!("train.batch_size must be at least 1");
-        }
-        if self.image_size < 32 || self.image_size % 16 != 0 {
-            bail!(
-                "train.image_size must be a multiple of 16 and at least 32, got {}",
-                self.image_size
-            );
-        }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            bail!(
-                "train.learning_rate must be positive, got {}",
-                self.learning_rate
-            );
-        }
-        if !(0.0..0.9).contains(&self.holdout_fraction) {
-            bail!(
-                "train.holdout_fraction must be in [0, 0.9), got {}",
-                self.holdout_fraction
-            );
-        }
-        if !(self.gamma >= 0.0 && self.gamma.is_finite()) {
-            bail!("train.gamma must be >= 0, got {}", self.gamma);
+        let problems = self.problems();
+        if !problems.is_empty() {
+            let all: Vec<String> = problems
+                .iter()
+                .map(|(key, m)| format!("train.{key}: {m}"))
+                .collect();
+            bail!("{}", all.join("; "));
         }
         Ok(())
     }
@@ -137,3 +207,71 @@ impl TrainConfig {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Edit = fn(&mut TrainConfig);
+
+    #[test]
+    fn the_defaults_and_the_edges_of_every_range_pass() {
+        assert!(TrainConfig::default().problems().is_empty());
+        let edges: &[Edit] = &[
+            |c| c.epochs = 1,
+            |c| c.epochs = 10_000,
+            |c| c.batch_size = 1,
+            |c| c.batch_size = 256,
+            |c| c.image_size = 32,
+            |c| c.image_size = 1024,
+            |c| c.learning_rate = 1.0,
+            |c| c.weight_decay = 0.0,
+            |c| c.weight_decay = 1.0,
+            |c| c.gamma = 0.0,
+            |c| c.gamma = 10.0,
+            |c| c.holdout_fraction = 0.0,
+            |c| c.holdout_fraction = 0.89,
+            |c| c.bn_momentum = 0.0,
+            |c| c.bn_momentum = 1.0,
+            |c| c.anomalies.max_count = 0,
+            |c| c.anomalies.max_count = 64,
+        ];
+        for (i, edit) in edges.iter().enumerate() {
+            let mut c = TrainConfig::default();
+            edit(&mut c);
+            assert_eq!(c.problems(), vec![], "edge {i}");
+            c.validate().unwrap();
+        }
+    }
+
+    /// Each bad value alone: one problem, at its key, and `validate` says `train.KEY: ...`.
+    #[test]
+    fn every_bad_value_is_refused_naming_its_key() {
+        let cases: &[(&str, &str, Edit)] = &[
+            ("epochs", "must be from 1 to 10000, got 0", |c| c.epochs = 0),
+            ("epochs", "must be from 1 to 10000, got 10001", |c| c.epochs = 10_001),
+            ("batch_size", "must be from 1 to 256, got 0", |c| c.batch_size = 0),
+            ("batch_size", "must be from 1 to 256, got 100000", |c| c.batch_size = 100_000),
+            ("image_size", "must be a multiple of 16 from 32 to 1024, got 100", |c| c.image_size = 100),
+            ("image_size", "must be a multiple of 16 from 32 to 1024, got 16", |c| c.image_size = 16),
+            ("image_size", "must be a multiple of 16 from 32 to 1024, got 100000", |c| c.image_size = 100_000),
+            ("learning_rate", "must be a finite number in (0, 1], got 0", |c| c.learning_rate = 0.0),
+            ("learning_rate", "must be a finite number in (0, 1], got NaN", |c| c.learning_rate = f64::NAN),
+            ("learning_rate", "must be a finite number in (0, 1], got 2", |c| c.learning_rate = 2.0),
+            ("weight_decay", "must be a finite number in [0, 1], got -0.1", |c| c.weight_decay = -0.1),
+            ("weight_decay", "must be a finite number in [0, 1], got inf", |c| c.weight_decay = f64::INFINITY),
+            ("gamma", "must be a finite number in [0, 10], got NaN", |c| c.gamma = f64::NAN),
+            ("gamma", "must be a finite number in [0, 10], got 11", |c| c.gamma = 11.0),
+            ("holdout_fraction", "must be a number in [0, 0.9), got 0.9", |c| c.holdout_fraction = 0.9),
+            ("holdout_fraction", "must be a number in [0, 0.9), got NaN", |c| c.holdout_fraction = f64::NAN),
+            ("bn_momentum", "must be a finite number in [0, 1], got 1.5", |c| c.bn_momentum = 1.5),
+            ("anomalies.max_count", "must be from 0 to 64, got 65", |c| c.anomalies.max_count = 65),
+        ];
+        for (key, message, edit) in cases {
+            let mut c = TrainConfig::default();
+            edit(&mut c);
+            assert_eq!(c.problems(), vec![(*key, message.to_string())]);
+            assert_eq!(c.validate().unwrap_err().to_string(), format!("train.{key}: {message}"));
+        }
+    }
+}

@@ -97,7 +97,7 @@ fn station_config(r: &mut Reader, root: &Section) -> StationConfig {
     let camera = r.camera(root);
     let light = r.light(root);
     let trigger = r.trigger(root, camera.source);
-    let decision = r.decision(root);
+    let decision = r.decision(root, &camera);
     let gpio = r.gpio(root);
     let outputs = r.outputs(root);
     let records = r.records(root);
@@ -398,6 +398,178 @@ level = "warn,cdo_inspect=debug"
         defaults.records.dir = "/var/lib/cdo-inspect/records".into();
         defaults.archive.dir = "/var/lib/cdo-inspect/archive".into();
         assert_eq!(example, defaults);
+    }
+
+    /// Every number of the station file and its limits: (table, key, lowest, highest,
+    /// just below, just above, other keys the value needs, after it in its table).
+    const LIMITS: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
+        ("camera", "width", "16", "8192", "15", "8193", ""),
+        ("camera", "height", "16", "8192", "15", "8193", ""),
+        ("camera", "fps", "1", "1000", "0", "1001", ""),
+        ("camera", "exposure_us", "1", "1000000", "0", "1000001", ""),
+        ("camera", "gain", "-2147483648", "2147483647", "-2147483649", "2147483648", ""),
+        ("camera", "white_balance_k", "1000", "15000", "999", "15001", ""),
+        ("camera", "timeout_ms", "10", "60000", "9", "60001", ""),
+        ("camera", "reconnect_initial_ms", "10", "60000", "9", "60001", "reconnect_max_ms = 300000\n"),
+        ("camera", "reconnect_max_ms", "10", "300000", "9", "300001", "reconnect_initial_ms = 10\n"),
+        ("camera.replay", "stall_after", "0", "1000000000", "-1", "1000000001", ""),
+        ("camera.replay", "stall_ms", "0", "300000", "-1", "300001", ""),
+        ("light", "settle_ms", "0", "1000", "-1", "1001", ""),
+        ("trigger", "debounce_ms", "0", "1000", "-1", "1001", ""),
+        ("trigger", "rate_hz", "0.01", "1000", "0.0099", "1000.1", ""),
+        ("decision", "threshold", "0", "2", "-0.001", "2.001", ""),
+        ("decision", "pixel_threshold", "0", "2", "-0.001", "2.001", ""),
+        ("decision", "min_area_px", "1", "67108864", "0", "67108865", "[camera]\nwidth = 8192\nheight = 8192\n"),
+        ("decision", "min_area_mm2", "0.000001", "1000000", "0.0000009", "1000000.1", "mm_per_px = 10\n"),
+        ("decision", "mm_per_px", "0.001", "10", "0.0009", "10.001", ""),
+        ("gpio", "inject_ms", "0", "3600000", "-1", "3600001", "backend = \"simulated\"\n"),
+        ("reject", "delay_ms", "0", "60000", "-1", "60001", ""),
+        ("reject", "pulse_ms", "1", "10000", "0", "10001", ""),
+        ("outputs.pass", "pulse_ms", "1", "10000", "0", "10001", "line = \"gpiochip0:21\"\n"),
+        ("records", "max_mib", "1", "4096", "0", "4097", ""),
+        ("records", "keep", "0", "1000", "-1", "1001", ""),
+        ("archive", "pass_every", "0", "1000000", "-1", "1000001", ""),
+        ("archive", "max_files", "1", "1000000", "0", "1000001", ""),
+        ("archive", "max_mib", "1", "1048576", "0", "1048577", ""),
+        ("logging", "counters_every_s", "1", "86400", "0", "86401", ""),
+        ("pipeline", "queue_depth", "1", "256", "0", "257", ""),
+        ("pipeline", "drain_timeout_ms", "0", "300000", "-1", "300001", ""),
+        ("pipeline", "stall_timeout_ms", "100", "300000", "99", "300001", ""),
+        ("pipeline", "inject_infer_delay_ms", "0", "60000", "-1", "60001", ""),
+    ];
+
+    /// A file with `table.key = value` (and what it needs), in the smallest valid file.
+    fn with_value(table: &str, key: &str, value: &str, needs: &str) -> String {
+        let value = if key == "inject_ms" { format!("[{value}]") } else { value.to_string() };
+        // BASE ends in [reject].
+        let header = if table == "reject" { String::new() } else { format!("[{table}]\n") };
+        format!("{BASE}{header}{key} = {value}\n{needs}")
+    }
+
+    /// A key line of the example, set or commented out: `key = value`, `# key = value`.
+    fn example_key(line: &str) -> Option<(&str, &str)> {
+        let line = line.strip_prefix("# ").unwrap_or(line);
+        let (key, value) = line.split_once(" = ")?;
+        key.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            .then_some((key, value))
+    }
+
+    /// The example's comment for `table.key`: the comment lines above its key line (over
+    /// the lines of keys that share one comment).
+    fn example_comment(text: &str, table: &str, key: &str) -> Option<String> {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut current = "";
+        let mut at = None;
+        for (i, line) in lines.iter().enumerate() {
+            let header = line.strip_prefix("# ").unwrap_or(line);
+            if header.starts_with('[') && header.ends_with(']') {
+                current = &header[1..header.len() - 1];
+            } else if current == table && example_key(line).is_some_and(|(k, _)| k == key) {
+                at = Some(i);
+                break;
+            }
+        }
+        let mut comment = Vec::new();
+        for line in lines[..at?].iter().rev() {
+            if example_key(line).is_some() {
+                if comment.is_empty() {
+                    continue;
+                }
+                break;
+            }
+            match line.strip_prefix('#') {
+                Some(c) => comment.push(c.trim()),
+                None => break,
+            }
+        }
+        comment.reverse();
+        Some(comment.join(" "))
+    }
+
+    /// Every number has a lowest and a highest value: both are accepted, one step beyond
+    /// either is an error at the key that names the range, and the example file's comment
+    /// for the key gives the same range. Every number the example shows has limits here.
+    #[test]
+    fn every_number_has_limits_and_the_example_documents_them() {
+        let example = include_str!("../../config/station.example.toml");
+        for &(table, key, lo, hi, below, above, needs) in LIMITS {
+            let name = format!("{table}.{key}");
+            for ok in [lo, hi] {
+                let text = with_value(table, key, ok, needs);
+                if let Err(e) = parse_with(&text, Path::new("station.toml"), NO_FILES) {
+                    panic!("{name} = {ok} refused:\n{e}\nin:\n{text}");
+                }
+            }
+            for bad in [below, above] {
+                let text = with_value(table, key, bad, needs);
+                let got = crate::config::testing::errors(&text, NO_FILES);
+                let shown: Vec<String> = got.iter().map(|e| e.to_string()).collect();
+                assert_eq!(got.len(), 1, "{name} = {bad}: {shown:#?}");
+                assert!(got[0].key.starts_with(&name), "{name} = {bad}: {shown:#?}");
+                assert!(got[0].message.starts_with("must be "), "{name} = {bad}: {shown:#?}");
+                // "must be >= 16 px", "must be <= 8192 px"; a lowest value of 1 is "> 0".
+                let limit = match (bad == below, lo) {
+                    (true, "1") => "> 0".to_string(),
+                    (true, _) => format!(">= {lo}"),
+                    (false, _) => format!("<= {hi}"),
+                };
+                assert!(got[0].message.contains(&limit), "{name} = {bad}: {shown:#?}");
+            }
+            let comment = example_comment(example, table, key)
+                .unwrap_or_else(|| panic!("{name} is not in the example file"));
+            let range = format!("{lo} to {hi}");
+            assert!(comment.contains(&range), "the example's comment for {name} does not say \"{range}\": {comment}");
+        }
+        // Every number in the example (set or commented out) is one of the above.
+        let mut current = "";
+        for line in example.lines() {
+            let header = line.strip_prefix("# ").unwrap_or(line);
+            if header.starts_with('[') && header.ends_with(']') {
+                current = &header[1..header.len() - 1];
+                continue;
+            }
+            let Some((key, value)) = example_key(line) else { continue };
+            let value = value.trim_start_matches('[');
+            if value.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
+                assert!(
+                    LIMITS.iter().any(|&(t, k, ..)| (t, k) == (current, key)),
+                    "{current}.{key} is a number with no limits in LIMITS"
+                );
+            }
+        }
+    }
+
+    /// A minimum defect area larger than the camera's frame would reject nothing: it is
+    /// an error for a V4L2 camera (whose frames are width x height), not for a replay.
+    #[test]
+    fn a_minimum_area_must_fit_in_the_frame() {
+        let cases: &[(&str, String, Expected)] = &[
+            (
+                "more pixels than a 1280x960 frame",
+                format!("{BASE}[decision]\nmin_area_px = 1228801\n"),
+                &[(
+                    Some(6),
+                    "decision.min_area_px",
+                    "must be <= the camera's frame (1280x960 = 1228800 px; got 1228801)",
+                )],
+            ),
+            (
+                "more mm² than a 640x480 frame at 0.1 mm/px",
+                format!("{BASE}[camera]\nwidth = 640\nheight = 480\n[decision]\nmin_area_mm2 = 3073\nmm_per_px = 0.1\n"),
+                &[(
+                    Some(9),
+                    "decision.min_area_mm2",
+                    "must be <= the camera's frame (640x480 px at 0.1 mm/px = ",
+                )],
+            ),
+        ];
+        assert_cases(cases);
+        let ok = |extra: &str| parse_with(&format!("{BASE}{extra}"), Path::new("s.toml"), NO_FILES);
+        assert!(ok("[decision]\nmin_area_px = 1228800\n").is_ok());
+        assert!(ok("[decision]\nmin_area_mm2 = 3072\nmm_per_px = 0.1\n[camera]\nwidth = 640\nheight = 480\n").is_ok());
+        let replay = "[camera]\nsource = \"replay\"\n[camera.replay]\nfolder = \"f\"\n";
+        assert!(ok(&format!("[decision]\nmin_area_px = 2000000\n{replay}")).is_ok());
     }
 
     /// Whatever a technician types, the answer is a result, never a panic, and every

@@ -68,59 +68,74 @@ pub(super) const MIB: u64 = 1024 * 1024;
 pub(super) struct Unit {
     what: &'static str,
     sym: &'static str,
+    /// Said after a range message, why the range is what it is ("" for none).
+    why: &'static str,
 }
 
 pub(super) const MS: Unit = Unit {
     what: "an integer number of milliseconds",
     sym: " ms",
+    why: "",
 };
 pub(super) const SECONDS: Unit = Unit {
     what: "an integer number of seconds",
     sym: " s",
+    why: "",
 };
 pub(super) const MICROS: Unit = Unit {
     what: "an integer number of microseconds",
     sym: " µs",
+    why: "",
 };
 pub(super) const PIXELS: Unit = Unit {
     what: "an integer number of pixels",
     sym: " px",
+    why: "",
 };
 pub(super) const FPS: Unit = Unit {
     what: "an integer number of frames per second",
     sym: " fps",
+    why: "",
 };
 pub(super) const FRAMES: Unit = Unit {
     what: "an integer number of frames",
     sym: " frames",
+    why: "",
 };
 pub(super) const KELVIN: Unit = Unit {
     what: "an integer number of kelvin",
     sym: " K",
+    why: "",
 };
 pub(super) const MEBIBYTES: Unit = Unit {
     what: "an integer number of MiB",
     sym: " MiB",
+    why: "",
 };
 pub(super) const COUNT: Unit = Unit {
     what: "an integer",
     sym: "",
+    why: "",
 };
 pub(super) const SCORE: Unit = Unit {
     what: "a number (an anomaly score)",
     sym: "",
+    why: "; an anomaly score lies in [0, 2]",
 };
 pub(super) const HERTZ: Unit = Unit {
     what: "a number of hertz",
     sym: " Hz",
+    why: "",
 };
 pub(super) const MM2: Unit = Unit {
     what: "a number of square millimetres",
     sym: " mm²",
+    why: "",
 };
 pub(super) const MM_PER_PX: Unit = Unit {
     what: "a number of millimetres per pixel",
     sym: " mm/px",
+    why: "",
 };
 
 /// A table of the file (possibly absent: then every key takes its default).
@@ -327,6 +342,7 @@ impl<'a> Reader<'a> {
         v.as_bool()
     }
 
+    /// An integer in `min..=max`.
     pub(super) fn int(&mut self, sec: &Section, key: &str, unit: Unit, min: i64, max: i64) -> Option<i64> {
         let v = self.value(sec, key, unit.what)?;
         let Some(n) = v.as_integer() else {
@@ -345,35 +361,35 @@ impl<'a> Reader<'a> {
         };
         match problem {
             Some(message) => {
-                self.err(sec, key, message);
+                self.err(sec, key, format!("{message}{}", unit.why));
                 None
             }
             None => Some(n),
         }
     }
 
-    pub(super) fn u32(&mut self, sec: &Section, key: &str, unit: Unit, min: i64) -> Option<u32> {
-        self.int(sec, key, unit, min, u32::MAX.into())
+    pub(super) fn u32(&mut self, sec: &Section, key: &str, unit: Unit, min: u32, max: u32) -> Option<u32> {
+        self.int(sec, key, unit, min.into(), max.into())
             .map(|n| n as u32)
     }
 
-    pub(super) fn u64(&mut self, sec: &Section, key: &str, unit: Unit, min: i64) -> Option<u64> {
-        self.int(sec, key, unit, min, i64::MAX).map(|n| n as u64)
+    pub(super) fn u64(&mut self, sec: &Section, key: &str, unit: Unit, min: u32, max: u32) -> Option<u64> {
+        self.int(sec, key, unit, min.into(), max.into()).map(|n| n as u64)
     }
 
-    pub(super) fn ms(&mut self, sec: &Section, key: &str, min: i64) -> Option<Duration> {
-        self.u64(sec, key, MS, min).map(Duration::from_millis)
+    /// Milliseconds in `min..=max`, as a duration.
+    pub(super) fn ms(&mut self, sec: &Section, key: &str, min: u32, max: u32) -> Option<Duration> {
+        self.u64(sec, key, MS, min, max).map(Duration::from_millis)
     }
 
-    /// A size in MiB, as bytes.
-    pub(super) fn mib(&mut self, sec: &Section, key: &str) -> Option<u64> {
-        let max = (u64::MAX / MIB) as i64;
-        self.int(sec, key, MEBIBYTES, 1, max)
+    /// A size in MiB in `1..=max`, as bytes.
+    pub(super) fn mib(&mut self, sec: &Section, key: &str, max: u32) -> Option<u64> {
+        self.int(sec, key, MEBIBYTES, 1, max.into())
             .map(|n| n as u64 * MIB)
     }
 
-    /// A finite number (integers accepted); `positive` also rules out zero and below.
-    pub(super) fn float(&mut self, sec: &Section, key: &str, unit: Unit, positive: bool) -> Option<f64> {
+    /// A finite number in `min..=max` (integers accepted).
+    pub(super) fn float(&mut self, sec: &Section, key: &str, unit: Unit, min: f64, max: f64) -> Option<f64> {
         let v = self.value(sec, key, unit.what)?;
         let x = match v {
             Value::Float(f) => *f.value(),
@@ -392,21 +408,27 @@ impl<'a> Reader<'a> {
             self.err(sec, key, format!("must be a finite number (got {got})"));
             return None;
         }
-        if positive && x <= 0.0 {
-            self.err(sec, key, format!("must be > 0{} (got {x})", unit.sym));
-            return None;
+        let sym = unit.sym;
+        let problem = if x < min {
+            Some(format!("must be >= {}{sym} (got {})", number(min), number(x)))
+        } else if x > max {
+            Some(format!("must be <= {}{sym} (got {})", number(max), number(x)))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => {
+                self.err(sec, key, format!("{message}{}", unit.why));
+                None
+            }
+            None => Some(x),
         }
-        Some(x)
     }
 
-    /// A finite number that also fits an f32 (scores are f32).
-    pub(super) fn f32(&mut self, sec: &Section, key: &str, unit: Unit) -> Option<f32> {
-        let x = self.float(sec, key, unit, false)?;
-        if !(x as f32).is_finite() {
-            self.err(sec, key, format!("too large (got {x})"));
-            return None;
-        }
-        Some(x as f32)
+    /// [`Self::float`] as an f32 (scores are f32; the range must fit one).
+    pub(super) fn f32(&mut self, sec: &Section, key: &str, unit: Unit, min: f32, max: f32) -> Option<f32> {
+        self.float(sec, key, unit, min.into(), max.into())
+            .map(|x| x as f32)
     }
 
     pub(super) fn choice(
@@ -482,6 +504,17 @@ impl<'a> Reader<'a> {
         if self.check_files && !file.is_file() {
             self.err(sec, key, format!("no such file: {}", file.display()));
         }
+    }
+}
+
+/// A number as a technician would write it: `0.01`, `1000`, but `1e-300` rather than
+/// three hundred zeros.
+fn number(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 || (1e-6..1e15).contains(&a) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
     }
 }
 
@@ -601,7 +634,44 @@ mod tests {
             (
                 "rate 0",
                 format!("{BASE}[trigger]\nrate_hz = 0\n"),
-                &[(Some(6), "trigger.rate_hz", "must be > 0 Hz (got 0)")],
+                &[(Some(6), "trigger.rate_hz", "must be >= 0.01 Hz (got 0)")],
+            ),
+            (
+                "a delay no line has: no pulse would ever fire",
+                format!("{BASE}delay_ms = 9223372036854775807\n"),
+                &[(
+                    Some(5),
+                    "reject.delay_ms",
+                    "must be <= 60000 ms (got 9223372036854775807)",
+                )],
+            ),
+            (
+                "a rate whose period overflows a Duration",
+                format!("{BASE}[trigger]\nrate_hz = 1e-300\n"),
+                &[(Some(6), "trigger.rate_hz", "must be >= 0.01 Hz (got 1e-300)")],
+            ),
+            (
+                "a rate no trigger reaches",
+                format!("{BASE}[trigger]\nrate_hz = 1e300\n"),
+                &[(Some(6), "trigger.rate_hz", "must be <= 1000 Hz (got 1e300)")],
+            ),
+            (
+                "a threshold no score reaches: every part would pass",
+                format!("{BASE}[decision]\nthreshold = 1e30\n"),
+                &[(
+                    Some(6),
+                    "decision.threshold",
+                    "must be <= 2 (got 1e30); an anomaly score lies in [0, 2]",
+                )],
+            ),
+            (
+                "a negative pixel threshold",
+                format!("{BASE}[decision]\npixel_threshold = -0.5\n"),
+                &[(
+                    Some(6),
+                    "decision.pixel_threshold",
+                    "must be >= 0 (got -0.5); an anomaly score lies in [0, 2]",
+                )],
             ),
             (
                 "queue depth 0",
@@ -632,7 +702,7 @@ mod tests {
                 format!("{BASE}pulse_ms = 0\n[camera]\nwidth = 0\n"),
                 &[
                     (Some(5), "reject.pulse_ms", "must be > 0 ms (got 0)"),
-                    (Some(7), "camera.width", "must be > 0 px (got 0)"),
+                    (Some(7), "camera.width", "must be >= 16 px (got 0)"),
                 ],
             ),
             (

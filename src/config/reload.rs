@@ -256,6 +256,61 @@ mod tests {
         assert!(changes_needing_restart(&with_pass, &new).is_empty());
     }
 
+    /// SIGHUP reads the file again with the same `config::load` as start-up: a reloadable
+    /// value outside its limits is refused there, so a reload can never apply it (the
+    /// daemon keeps the running settings), and neither can a bundle gone bad.
+    #[test]
+    fn a_reload_with_a_value_out_of_its_limits_is_refused_by_the_loader() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        let write_bundle = |meta: &crate::bundle::BundleMeta| {
+            std::fs::create_dir_all(&bundle).unwrap();
+            let text = toml::to_string(meta).unwrap();
+            std::fs::write(bundle.join(crate::bundle::META_FILE), text).unwrap();
+            std::fs::write(bundle.join(crate::bundle::WEIGHTS_FILE), b"").unwrap();
+        };
+        write_bundle(&crate::bundle::example_meta());
+        let path = dir.path().join("station.toml");
+        let load = |extra: &str| {
+            let text = format!("[model]\nbundle = \"bundle\"\n[reject]\nline = \"gpiochip0:20\"\n{extra}");
+            std::fs::write(&path, text).unwrap();
+            crate::config::load(&path)
+        };
+        let good = load("delay_ms = 250\n[trigger]\nrate_hz = 4\n").unwrap();
+        let cases = [
+            ("[trigger]\nrate_hz = 1e-300\n", "trigger.rate_hz", "must be >= 0.01 Hz (got 1e-300)"),
+            ("[trigger]\nrate_hz = 1e9\n", "trigger.rate_hz", "must be <= 1000 Hz (got 1000000000)"),
+            ("delay_ms = 9223372036854775807\n", "reject.delay_ms", "must be <= 60000 ms"),
+            ("pulse_ms = 3600000\n", "reject.pulse_ms", "must be <= 10000 ms"),
+            ("[outputs.pass]\nline = \"gpiochip0:21\"\npulse_ms = 0\n", "outputs.pass.pulse_ms", "must be > 0 ms"),
+            ("[light]\nsettle_ms = 86400000\n", "light.settle_ms", "must be <= 1000 ms"),
+            ("[logging]\ncounters_every_s = 4294967296\n", "logging.counters_every_s", "must be <= 86400 s"),
+            ("[decision]\nthreshold = nan\n", "decision.threshold", "must be a finite number (got nan)"),
+            ("[decision]\nthreshold = 1e6\n", "decision.threshold", "must be <= 2 (got 1000000)"),
+            ("[decision]\npixel_threshold = -1\n", "decision.pixel_threshold", "must be >= 0 (got -1)"),
+            ("[decision]\nmin_area_px = 0\n", "decision.min_area_px", "must be > 0 px"),
+        ];
+        for (extra, key, message) in cases {
+            let errors = load(extra).expect_err(extra).errors;
+            assert_eq!(errors.len(), 1, "{extra}: {errors:?}");
+            assert_eq!(errors[0].key, key, "{extra}");
+            assert!(errors[0].message.starts_with(message), "{extra}: {}", errors[0]);
+        }
+        // The bundle is read again too: a threshold gone bad in it is refused.
+        let mut meta = crate::bundle::example_meta();
+        meta.calibration.as_mut().unwrap().threshold = f32::NAN;
+        write_bundle(&meta);
+        let errors = load("").unwrap_err().errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].key, "model.bundle");
+        assert!(
+            errors[0].message.ends_with("model.toml: calibration.threshold: must be a finite anomaly score in [0, 2], got NaN"),
+            "{}",
+            errors[0]
+        );
+        assert!(changes_needing_restart(&good, &good).is_empty());
+    }
+
     #[test]
     fn other_changes_are_named_by_their_keys() {
         let old = station("");

@@ -35,6 +35,43 @@ pub(super) const OUTPUTS_KEYS: &[&str] = &["pass", "ready", "fault"];
 pub(super) const PASS_KEYS: &[&str] = &["line", "active_low", "pulse_ms"];
 pub(super) const SIGNAL_KEYS: &[&str] = &["line", "active_low"];
 
+// The limits of every number in these sections: what a real line could have, each with
+// its reason. The example file (config/station.example.toml) documents each range.
+
+/// Camera width and height: 8192 px covers every V4L2 (USB/CSI) sensor up to 40 MP; one
+/// 8192x8192 RGB frame is already 200 MB. Below 16 px nothing can be inspected.
+pub(super) const FRAME_SIDE: (u32, u32) = (16, 8192);
+/// Industrial cameras run up to a few hundred frames per second.
+const FPS_RANGE: (u32, u32) = (1, 1000);
+/// Manual exposure up to 1 s: longer blurs any part that moves.
+const EXPOSURE_US: (u32, u32) = (1, 1_000_000);
+/// Colour temperatures of real light sources (candle 1900 K, blue sky 10000 K).
+const WHITE_BALANCE_K: (u32, u32) = (1000, 15_000);
+/// A frame-grab timeout: 10 ms (a 100+ fps camera) to a minute (a long exposure on a
+/// slow bus); the grab thread blocks this long at most.
+const CAMERA_TIMEOUT_MS: (u32, u32) = (10, 60_000);
+/// The first wait before reopening a lost camera, and the ceiling it doubles up to: at
+/// most a minute, and five minutes (a camera unplugged longer needs a person anyway).
+const RECONNECT_INITIAL_MS: (u32, u32) = (10, 60_000);
+const RECONNECT_MAX_MS: (u32, u32) = (10, 300_000);
+/// Replay test hook: frames before a stall (over a week at 1000 fps), and its length.
+const STALL_AFTER: (u32, u32) = (0, 1_000_000_000);
+const STALL_MS: (u32, u32) = (0, 300_000);
+/// Strobe settle: LED drivers settle in microseconds to milliseconds; a second is the
+/// most any light needs, and the capture stage sleeps this long for every part.
+const SETTLE_MS: (u32, u32) = (0, 1000);
+/// Sensor debounce: contacts bounce for a few ms; a second would merge parts.
+const DEBOUNCE_MS: (u32, u32) = (0, 1000);
+/// Timer and replay trigger rate: one part every 100 s to 1000 parts a second.
+const RATE_HZ: (f64, f64) = (0.01, 1000.0);
+/// Simulated trigger edges: within the first hour after start-up.
+const INJECT_MS_MAX: i64 = 3_600_000;
+/// Trigger to reject pulse: a part's travel to the rejector (conveyors move tens of cm
+/// per second; a minute is a very long line). Also the deadline for the verdict.
+const REJECT_DELAY_MS: (u32, u32) = (0, 60_000);
+/// Pulse widths: a solenoid or air valve needs 10-500 ms; 10 s at most.
+const PULSE_MS: (u32, u32) = (1, 10_000);
+
 impl Reader<'_> {
     pub(in crate::config) fn camera(&mut self, root: &Section) -> CameraConfig {
         let s = self.section(root, "camera", CAMERA_KEYS);
@@ -52,21 +89,27 @@ impl Reader<'_> {
         if device.trim().is_empty() {
             self.err(&s, "device", "must not be empty".into());
         }
-        let width = self.u32(&s, "width", PIXELS, 1).unwrap_or(1280);
-        let height = self.u32(&s, "height", PIXELS, 1).unwrap_or(960);
-        let fps = self.u32(&s, "fps", FPS, 1).unwrap_or(30);
+        let (lo, hi) = FRAME_SIDE;
+        let width = self.u32(&s, "width", PIXELS, lo, hi).unwrap_or(1280);
+        let height = self.u32(&s, "height", PIXELS, lo, hi).unwrap_or(960);
+        let fps = self.u32(&s, "fps", FPS, FPS_RANGE.0, FPS_RANGE.1).unwrap_or(30);
         let format = self
             .choice(&s, "format", &["mjpeg", "yuyv", "gray", "rgb"])
             .unwrap_or("mjpeg")
             .to_string();
-        let exposure_us = self.u32(&s, "exposure_us", MICROS, 1);
-        let gain = self.int(&s, "gain", COUNT, i64::MIN, i64::MAX);
-        let white_balance_k = self.u32(&s, "white_balance_k", KELVIN, 1);
+        let exposure_us = self.u32(&s, "exposure_us", MICROS, EXPOSURE_US.0, EXPOSURE_US.1);
+        // V4L2 integer controls are 32-bit; the camera clamps to its own range.
+        let gain = self.int(&s, "gain", COUNT, i32::MIN.into(), i32::MAX.into());
+        let (lo, hi) = WHITE_BALANCE_K;
+        let white_balance_k = self.u32(&s, "white_balance_k", KELVIN, lo, hi);
+        let (lo, hi) = CAMERA_TIMEOUT_MS;
         let timeout = self
-            .ms(&s, "timeout_ms", 1)
+            .ms(&s, "timeout_ms", lo, hi)
             .unwrap_or(Duration::from_millis(2000));
-        let reconnect_initial = self.ms(&s, "reconnect_initial_ms", 1);
-        let reconnect_max = self.ms(&s, "reconnect_max_ms", 1);
+        let (lo, hi) = RECONNECT_INITIAL_MS;
+        let reconnect_initial = self.ms(&s, "reconnect_initial_ms", lo, hi);
+        let (lo, hi) = RECONNECT_MAX_MS;
+        let reconnect_max = self.ms(&s, "reconnect_max_ms", lo, hi);
         if let (Some(initial), Some(max)) = (reconnect_initial, reconnect_max) {
             if max < initial {
                 let message = format!(
@@ -111,8 +154,10 @@ impl Reader<'_> {
         ReplayConfig {
             folder: folder.unwrap_or_default(),
             looping: self.boolean(&s, "loop").unwrap_or(false),
-            stall_after: self.u64(&s, "stall_after", FRAMES, 0),
-            stall_for: self.ms(&s, "stall_ms", 0).unwrap_or(Duration::ZERO),
+            stall_after: self.u64(&s, "stall_after", FRAMES, STALL_AFTER.0, STALL_AFTER.1),
+            stall_for: self
+                .ms(&s, "stall_ms", STALL_MS.0, STALL_MS.1)
+                .unwrap_or(Duration::ZERO),
         }
     }
 
@@ -127,7 +172,7 @@ impl Reader<'_> {
             .then(|| format!("when light.mode = \"{name}\" (the light's output)"));
         let output = self.output_line_at_mode(&s, required);
         let settle = self
-            .ms(&s, "settle_ms", 0)
+            .ms(&s, "settle_ms", SETTLE_MS.0, SETTLE_MS.1)
             .unwrap_or(Duration::from_millis(5));
         LightConfig {
             mode,
@@ -158,9 +203,10 @@ impl Reader<'_> {
         let line = self.gpio_line(&s, "line");
         let active_low = self.boolean(&s, "active_low").unwrap_or(false);
         let debounce = self
-            .ms(&s, "debounce_ms", 0)
+            .ms(&s, "debounce_ms", DEBOUNCE_MS.0, DEBOUNCE_MS.1)
             .unwrap_or(Duration::from_millis(5));
-        let rate_hz = self.float(&s, "rate_hz", HERTZ, true).unwrap_or(2.0);
+        let (lo, hi) = RATE_HZ;
+        let rate_hz = self.float(&s, "rate_hz", HERTZ, lo, hi).unwrap_or(2.0);
         if mode == TriggerMode::Gpio && !s.has("line") {
             let line = self.line_of(&s, "mode");
             let message = "required when trigger.mode = \"gpio\" (the part sensor's input)";
@@ -233,8 +279,12 @@ impl Reader<'_> {
             let line = element.span().and_then(|sp| self.line_at(sp.start));
             let key = format!("{}[{i}]", s.path("inject_ms"));
             match element.as_integer() {
-                Some(n) if n >= 0 => out.push(n as u64),
-                Some(n) => self.push(key, line, format!("must be >= 0 ms (got {n})")),
+                Some(n) if (0..=INJECT_MS_MAX).contains(&n) => out.push(n as u64),
+                Some(n) if n < 0 => self.push(key, line, format!("must be >= 0 ms (got {n})")),
+                Some(n) => {
+                    let message = format!("must be <= {INJECT_MS_MAX} ms (got {n})");
+                    self.push(key, line, message);
+                }
                 None => {
                     let got = describe(&Item::Value(element.clone()));
                     let message = format!("expected an integer number of milliseconds, got {got}");
@@ -250,17 +300,17 @@ impl Reader<'_> {
         let why = "(the reject actuator's output)".to_string();
         let reject = self.output_line(&r, Some(why));
         let reject_delay = self
-            .ms(&r, "delay_ms", 0)
+            .ms(&r, "delay_ms", REJECT_DELAY_MS.0, REJECT_DELAY_MS.1)
             .unwrap_or(Duration::from_millis(300));
         let reject_pulse = self
-            .ms(&r, "pulse_ms", 1)
+            .ms(&r, "pulse_ms", PULSE_MS.0, PULSE_MS.1)
             .unwrap_or(Duration::from_millis(100));
 
         let o = self.section(root, "outputs", OUTPUTS_KEYS);
         let pass_sec = self.section(&o, "outputs.pass", PASS_KEYS);
         let pass = self.optional_output(&pass_sec);
         let pass_pulse = self
-            .ms(&pass_sec, "pulse_ms", 1)
+            .ms(&pass_sec, "pulse_ms", PULSE_MS.0, PULSE_MS.1)
             .unwrap_or(Duration::from_millis(50));
         let ready_sec = self.section(&o, "outputs.ready", SIGNAL_KEYS);
         let ready = self.optional_output(&ready_sec);

@@ -1,7 +1,7 @@
 //! How a part is judged: `[model]` (the bundle and expert weights it runs) and
 //! `[decision]` (the thresholds its scores are held to).
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, MAX_SCORE};
 use crate::config::reader::{Reader, Section, MM2, MM_PER_PX, PIXELS, SCORE};
 use crate::config::schema::*;
 use crate::platform::device::DeviceChoice;
@@ -14,6 +14,14 @@ pub(super) const DECISION_KEYS: &[&str] = &[
     "min_area_mm2",
     "mm_per_px",
 ];
+
+/// A minimum defect area in camera pixels: at most a whole frame of the largest size.
+const MIN_AREA_PX: (u32, u32) = (1, super::hardware::FRAME_SIDE.1 * super::hardware::FRAME_SIDE.1);
+/// A camera's scale: 1 µm per pixel (a macro lens) to 10 mm per pixel (a whole bumper in
+/// a few hundred pixels).
+const MM_PER_PX_RANGE: (f64, f64) = (0.001, 10.0);
+/// A minimum defect area in mm²: one pixel at the finest scale to a square metre.
+const MIN_AREA_MM2: (f64, f64) = (0.000001, 1_000_000.0);
 
 impl Reader<'_> {
     pub(in crate::config) fn model(&mut self, root: &Section) -> ModelConfig {
@@ -53,13 +61,18 @@ impl Reader<'_> {
         }
     }
 
-    pub(in crate::config) fn decision(&mut self, root: &Section) -> DecisionConfig {
+    /// `camera`: where a minimum area larger than the whole frame is caught.
+    pub(in crate::config) fn decision(&mut self, root: &Section, camera: &CameraConfig) -> DecisionConfig {
         let s = self.section(root, "decision", DECISION_KEYS);
-        let threshold = self.f32(&s, "threshold", SCORE);
-        let pixel_threshold = self.f32(&s, "pixel_threshold", SCORE);
-        let px = self.u32(&s, "min_area_px", PIXELS, 1);
-        let mm2 = self.float(&s, "min_area_mm2", MM2, true);
-        let mm_per_px = self.float(&s, "mm_per_px", MM_PER_PX, true);
+        // Scores and map values lie in [0, 2] (bundle::MAX_SCORE): a threshold outside
+        // can never work (above 2 every part passes).
+        let threshold = self.f32(&s, "threshold", SCORE, 0.0, MAX_SCORE);
+        let pixel_threshold = self.f32(&s, "pixel_threshold", SCORE, 0.0, MAX_SCORE);
+        let px = self.u32(&s, "min_area_px", PIXELS, MIN_AREA_PX.0, MIN_AREA_PX.1);
+        let (lo, hi) = MIN_AREA_MM2;
+        let mm2 = self.float(&s, "min_area_mm2", MM2, lo, hi);
+        let (lo, hi) = MM_PER_PX_RANGE;
+        let mm_per_px = self.float(&s, "mm_per_px", MM_PER_PX, lo, hi);
         if s.has("min_area_px") && s.has("min_area_mm2") {
             let message = "set only one of min_area_px and min_area_mm2".to_string();
             self.err(&s, "min_area_mm2", message);
@@ -76,6 +89,28 @@ impl Reader<'_> {
             }
             _ => None,
         };
+        // A V4L2 camera delivers exactly width x height (a replayed image has its own
+        // size): no defect can be larger than the frame, so no part would be rejected.
+        if camera.source == CameraSource::V4l2 {
+            let (w, h) = (camera.width, camera.height);
+            let frame_px = f64::from(w) * f64::from(h);
+            match min_area {
+                Some(MinArea::Pixels(px)) if f64::from(px) > frame_px => {
+                    let message = format!(
+                        "must be <= the camera's frame ({w}x{h} = {frame_px} px; got {px}): no part could be rejected"
+                    );
+                    self.err(&s, "min_area_px", message);
+                }
+                Some(MinArea::SquareMillimetres { mm2, mm_per_px }) if mm2 > frame_px * mm_per_px * mm_per_px => {
+                    let frame_mm2 = frame_px * mm_per_px * mm_per_px;
+                    let message = format!(
+                        "must be <= the camera's frame ({w}x{h} px at {mm_per_px} mm/px = {frame_mm2} mm²; got {mm2}): no part could be rejected"
+                    );
+                    self.err(&s, "min_area_mm2", message);
+                }
+                _ => {}
+            }
+        }
         DecisionConfig {
             threshold,
             min_area,

@@ -36,7 +36,10 @@ impl Reader<'_> {
         if let Err(message) = check_log_filter(&level) {
             self.err(&s, "level", message);
         }
-        let counters_every = self.u64(&s, "counters_every_s", SECONDS, 1).unwrap_or(60);
+        // Once a second to once a day.
+        let counters_every = self
+            .u64(&s, "counters_every_s", SECONDS, 1, 86_400)
+            .unwrap_or(60);
         LoggingConfig {
             level,
             counters_every: Duration::from_secs(counters_every),
@@ -46,14 +49,22 @@ impl Reader<'_> {
     pub(in crate::config) fn pipeline(&mut self, root: &Section) -> PipelineConfig {
         let s = self.section(root, "pipeline", PIPELINE_KEYS);
         PipelineConfig {
-            queue_depth: self.int(&s, "queue_depth", COUNT, 1, 1 << 20).unwrap_or(4) as usize,
+            // Each waiting part holds a frame (up to 200 MB at 8192x8192): a few are
+            // enough to ride out a slow inference, 256 is far beyond any real line.
+            queue_depth: self.int(&s, "queue_depth", COUNT, 1, 256).unwrap_or(4) as usize,
+            // Up to 5 minutes: systemd kills a service that takes longer to stop
+            // (TimeoutStopSec) whatever this says.
             drain_timeout: self
-                .ms(&s, "drain_timeout_ms", 0)
+                .ms(&s, "drain_timeout_ms", 0, 300_000)
                 .unwrap_or(Duration::from_secs(10)),
+            // At least two supervisor ticks (50 ms each), at most 5 minutes.
             stall_timeout: self
-                .ms(&s, "stall_timeout_ms", 1)
+                .ms(&s, "stall_timeout_ms", 100, 300_000)
                 .unwrap_or(Duration::from_secs(5)),
-            inject_infer_delay: self.ms(&s, "inject_infer_delay_ms", 0).unwrap_or_default(),
+            // Test hook: up to a minute per inference.
+            inject_infer_delay: self
+                .ms(&s, "inject_infer_delay_ms", 0, 60_000)
+                .unwrap_or_default(),
         }
     }
 }

@@ -14,8 +14,10 @@ impl Reader<'_> {
             dir: self
                 .path(&s, "dir")
                 .unwrap_or_else(|| self.base.join("records")),
-            max_bytes: self.mib(&s, "max_mib").unwrap_or(64 * MIB),
-            keep: self.u32(&s, "keep", COUNT, 0).unwrap_or(10),
+            // One parts.jsonl up to 4 GiB, at most 1000 rotated ones kept: the records
+            // can never take more than a few TB, and a small disk is the real limit.
+            max_bytes: self.mib(&s, "max_mib", 4096).unwrap_or(64 * MIB),
+            keep: self.u32(&s, "keep", COUNT, 0, 1000).unwrap_or(10),
         }
     }
 
@@ -26,9 +28,12 @@ impl Reader<'_> {
                 .path(&s, "dir")
                 .unwrap_or_else(|| self.base.join("archive")),
             rejects: self.boolean(&s, "rejects").unwrap_or(true),
-            pass_every: self.u32(&s, "pass_every", COUNT, 0).unwrap_or(0),
-            max_files: self.u64(&s, "max_files", COUNT, 1).unwrap_or(5000),
-            max_bytes: self.mib(&s, "max_mib").unwrap_or(2048 * MIB),
+            // Every passed part to one in a million.
+            pass_every: self.u32(&s, "pass_every", COUNT, 0, 1_000_000).unwrap_or(0),
+            // The archive's index of files is kept in memory: a million entries at most.
+            max_files: self.u64(&s, "max_files", COUNT, 1, 1_000_000).unwrap_or(5000),
+            // Up to 1 TiB of images.
+            max_bytes: self.mib(&s, "max_mib", 1_048_576).unwrap_or(2048 * MIB),
         }
     }
 }
