@@ -18,43 +18,29 @@ use image::{ExtendedColorType, GrayImage, ImageEncoder, ImageReader, RgbImage};
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
 
 /// Everything that can go wrong reading or writing images; each variant names the file.
-#[derive(Debug, thiserror::Error)]
+///
+/// Each message says its cause itself (the OS error of `Unreadable` and `Unwritable`), so
+/// `source()` returns nothing: an error that did both would print its cause twice in a
+/// chain (anyhow's `{:#}`, which `main` prints). `Display` is written out by hand because
+/// thiserror makes any field named `source` the source, and other modules build these
+/// variants with that field name.
+#[derive(Debug)]
 pub enum ImageError {
-    #[error("cannot read {}: {source}", path.display())]
-    Unreadable {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot write {}: {source}", path.display())]
-    Unwritable {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{} is an empty file (0 bytes)", path.display())]
+    Unreadable { path: PathBuf, source: io::Error },
+    Unwritable { path: PathBuf, source: io::Error },
     EmptyFile { path: PathBuf },
-    #[error("{} is not an image in a supported format (png, jpeg, bmp, tiff): {detail}", path.display())]
     UnsupportedFormat { path: PathBuf, detail: String },
-    #[error("{} has corrupt or truncated image data: {detail}", path.display())]
     Corrupt { path: PathBuf, detail: String },
-    #[error("{} has zero size ({width}x{height})", path.display())]
     ZeroSize {
         path: PathBuf,
         width: u32,
         height: u32,
     },
-    #[error("{} is too large to decode: {detail}", path.display())]
     TooLarge { path: PathBuf, detail: String },
-    #[error("{} is not a directory (or does not exist)", path.display())]
     NotADirectory { path: PathBuf },
-    #[error("directory {} contains no images (looked for .png, .jpg, .jpeg, .bmp, .tif, .tiff)", path.display())]
     NoImages { path: PathBuf },
-    #[error("cannot encode {}: {detail}", path.display())]
     Encode { path: PathBuf, detail: String },
-    #[error("{}: {detail}", path.display())]
     InvalidData { path: PathBuf, detail: String },
-    #[error("map is {map_w}x{map_h} ({len} values) but the image is {image_w}x{image_h}")]
     SizeMismatch {
         map_w: u32,
         map_h: u32,
@@ -63,6 +49,55 @@ pub enum ImageError {
         image_h: u32,
     },
 }
+
+impl std::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use ImageError::*;
+        match self {
+            Unreadable { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            Unwritable { path, source } => write!(f, "cannot write {}: {source}", path.display()),
+            EmptyFile { path } => write!(f, "{} is an empty file (0 bytes)", path.display()),
+            UnsupportedFormat { path, detail } => write!(
+                f,
+                "{} is not an image in a supported format (png, jpeg, bmp, tiff): {detail}",
+                path.display()
+            ),
+            Corrupt { path, detail } => {
+                write!(f, "{} has corrupt or truncated image data: {detail}", path.display())
+            }
+            ZeroSize {
+                path,
+                width,
+                height,
+            } => write!(f, "{} has zero size ({width}x{height})", path.display()),
+            TooLarge { path, detail } => {
+                write!(f, "{} is too large to decode: {detail}", path.display())
+            }
+            NotADirectory { path } => {
+                write!(f, "{} is not a directory (or does not exist)", path.display())
+            }
+            NoImages { path } => write!(
+                f,
+                "directory {} contains no images (looked for .png, .jpg, .jpeg, .bmp, .tif, .tiff)",
+                path.display()
+            ),
+            Encode { path, detail } => write!(f, "cannot encode {}: {detail}", path.display()),
+            InvalidData { path, detail } => write!(f, "{}: {detail}", path.display()),
+            SizeMismatch {
+                map_w,
+                map_h,
+                len,
+                image_w,
+                image_h,
+            } => write!(
+                f,
+                "map is {map_w}x{map_h} ({len} values) but the image is {image_w}x{image_h}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
 
 /// True when `path` has one of the supported image extensions (case-insensitive).
 /// Deciding by extension keeps directory scans cheap and predictable.
@@ -496,6 +531,10 @@ mod tests {
         let err = load_rgb(Path::new("/nonexistent/dir/cam0.png")).unwrap_err();
         assert!(matches!(err, ImageError::Unreadable { .. }));
         assert!(err.to_string().contains("cam0.png"));
+        // The OS error is said once, also when printed as a chain (as `main` does).
+        assert!(std::error::Error::source(&err).is_none());
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        assert_eq!(chain.matches("(os error 2)").count(), 1, "{chain}");
     }
 
     #[test]

@@ -1,20 +1,24 @@
-//! `cdo-inspect check-config FILE`: validate a station file and explain every error, or
-//! summarise what the station will do.
+//! `cdo-inspect check-config FILE`: validate a station file and explain every error, then
+//! run every start-up check of `run` short of taking the hardware (see
+//! `station::preflight`), or summarise what the station will do. OK means the station
+//! will start.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use crate::bundle::Bundle;
 use crate::platform::device::DeviceChoice;
-use crate::config::{self, CameraSource, LightMode, LoadOptions, StationConfig, TriggerMode};
+use crate::config::{self, CameraSource, ConfigError, LightMode, LoadOptions, StationConfig, TriggerMode};
+use crate::station::preflight::{preflight, Problem};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckConfigArgs {
     /// The station file (e.g. /etc/cdo-inspect/station.toml).
     pub file: PathBuf,
-    /// Do not check that the model bundle, expert file and replay folder exist (for a file
-    /// written for another machine).
+    /// Do not check that the model bundle, expert file and replay folder exist, nor run the
+    /// start-up checks (model loaded, devices and folders): for a file written for another
+    /// machine.
     #[arg(long)]
     pub skip_files: bool,
 }
@@ -25,6 +29,22 @@ pub fn run(args: CheckConfigArgs) -> Result<i32> {
     };
     match config::load_with(&args.file, options) {
         Ok(station) => {
+            if options.check_files {
+                let problems = preflight(&station);
+                if !problems.is_empty() {
+                    let text = std::fs::read_to_string(&args.file).unwrap_or_default();
+                    for p in &problems {
+                        println!("{}", as_config_error(&args.file, &text, p));
+                    }
+                    let n = problems.len();
+                    let plural = if n == 1 { "" } else { "s" };
+                    eprintln!(
+                        "{}: {n} problem{plural}: the station would not start",
+                        args.file.display()
+                    );
+                    return Ok(1);
+                }
+            }
             println!("{}: OK", args.file.display());
             println!("{}", summary(&station, options.check_files));
             Ok(0)
@@ -37,6 +57,38 @@ pub fn run(args: CheckConfigArgs) -> Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// A start-up problem in the style of the file's errors: `file:line: key: message`, with
+/// the line of the key in the file (or of its table, for a key left at its default).
+fn as_config_error(file: &Path, text: &str, p: &Problem) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        line: key_line(text, &p.key),
+        key: p.key.clone(),
+        message: p.message.clone(),
+    }
+}
+
+/// The 1-based line of a dotted key (`camera.replay.folder`) in station-file text; for a
+/// key not written there, the line of the deepest table of its path that is.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut found = None;
+    for segment in key.split('.') {
+        let Some((k, item)) = table.get_key_value(segment) else {
+            break;
+        };
+        if let Some(span) = k.span() {
+            found = Some(span.start);
+        }
+        match item.as_table_like() {
+            Some(t) => table = t,
+            None => break,
+        }
+    }
+    found.map(|at| text[..at.min(text.len())].matches('\n').count() + 1)
 }
 
 /// What the station will do, in the words a technician checks against the machine.
@@ -124,4 +176,20 @@ fn summary(s: &StationConfig, bundle_checked: bool) -> String {
         format!("  reject   {reject}"),
     ]
     .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_line;
+
+    #[test]
+    fn a_key_is_found_on_its_line_or_its_table_s() {
+        let text = "[model]\nbundle = \"b\"\n\n[camera.replay]\nfolder = \"f\"\n\
+                    [outputs]\nfault = { line = \"gpiochip0:5\" }\n";
+        assert_eq!(key_line(text, "model.bundle"), Some(2));
+        assert_eq!(key_line(text, "model.device"), Some(1));
+        assert_eq!(key_line(text, "camera.replay.folder"), Some(5));
+        assert_eq!(key_line(text, "outputs.fault.line"), Some(7));
+        assert_eq!(key_line(text, "records.dir"), None);
+    }
 }

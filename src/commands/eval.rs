@@ -8,8 +8,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::platform::device::open_device;
-use super::train::{interrupt_flag, TrainOptions, TrainProgress};
+use super::train::{damaged_expert, interrupt_flag, TrainOptions, TrainProgress};
+use super::{check_detector, check_device, check_output_dir, check_output_file, Problems};
 use crate::eval::dataset::{list_categories, load_category, Category};
 use crate::eval::report::{ablation_table, csv, mean_row, table, AblationRow, JsonReport};
 use crate::eval::scoring::{score_category, CategoryResult};
@@ -103,8 +103,9 @@ fn train_and_score(
     let started = std::time::Instant::now();
     let outcome = train(&job, stop, &mut |r| progress.step(r));
     progress.finish();
-    if let TrainOutcome::Interrupted { state } =
-        outcome.with_context(|| format!("training {}", category.name))?
+    if let TrainOutcome::Interrupted { state } = outcome
+        .map_err(|e| damaged_expert(e, &args.options.models_folder()))
+        .with_context(|| format!("training {}", category.name))?
     {
         println!(
             "interrupted while training {}; state in {}",
@@ -188,28 +189,78 @@ impl Drop for BundleRoot {
     }
 }
 
+/// Every input of `eval`, before any work: all problems in one report. Returns the
+/// device, the loaded detector (with `--model`), the categories and the training settings
+/// (benchmark and ablation).
+#[allow(clippy::type_complexity)]
+fn check_inputs(
+    args: &EvalArgs,
+) -> Result<(
+    candle_core::Device,
+    Option<Detector>,
+    Vec<Category>,
+    Option<TrainConfig>,
+)> {
+    if args.model.is_none() && !args.train && !args.ablation {
+        bail!("eval needs --model BUNDLE --category C, or --train (benchmark), or --ablation");
+    }
+    let mut problems = Problems::new("eval");
+    let categories = match &args.model {
+        Some(_) => load_category(&args.data, args.category.as_deref().unwrap_or_default())
+            .map(|c| vec![c])
+            .map_err(anyhow::Error::from),
+        None => chosen_categories(args),
+    };
+    let categories = categories.unwrap_or_else(|e| {
+        problems.push(format!("--data: {e:#}"));
+        Vec::new()
+    });
+    let device = check_device(args.options.device, &mut problems);
+    let mut detector = None;
+    let mut train_cfg = None;
+    match &args.model {
+        Some(model) => {
+            detector = check_detector(
+                model,
+                args.options.expert.as_deref(),
+                &args.options.models_folder(),
+                device.as_ref(),
+                &mut problems,
+            )
+        }
+        None => train_cfg = args.options.check(&mut problems),
+    }
+    if let Some(dir) = &args.models_out {
+        check_output_dir("--models-out", dir, &mut problems);
+    }
+    if let Some(dir) = &args.maps_out {
+        check_output_dir("--maps-out", dir, &mut problems);
+    }
+    if let Some(file) = &args.json {
+        check_output_file("--json", file, &mut problems);
+    }
+    if let Some(file) = &args.csv {
+        check_output_file("--csv", file, &mut problems);
+    }
+    problems.finish()?;
+    let Some(device) = device else {
+        bail!("eval: the device was not checked");
+    };
+    Ok((device, detector, categories, train_cfg))
+}
+
 pub fn run(args: EvalArgs) -> Result<i32> {
-    let device = open_device(args.options.device)?;
-    if let Some(model) = &args.model {
-        let name = args.category.as_deref().unwrap_or_default();
-        let category = load_category(&args.data, name)?;
-        let detector = Detector::load(
-            model,
-            args.options.expert.as_deref(),
-            &args.options.models_dir(),
-            &device,
-        )?;
-        let results = vec![score(&detector, &category, args.maps_out.as_deref())?];
+    let (device, detector, categories, train_cfg) = check_inputs(&args)?;
+    if let Some(detector) = detector {
+        let results = vec![score(&detector, &categories[0], args.maps_out.as_deref())?];
         print!("{}", table(&results));
         report_memory();
         write_outputs(&args, &results)?;
         return Ok(0);
     }
-    if !args.train && !args.ablation {
-        bail!("eval needs --model BUNDLE --category C, or --train (benchmark), or --ablation");
-    }
-    let categories = chosen_categories(&args)?;
-    let mut base = args.options.config()?;
+    let Some(mut base) = train_cfg else {
+        bail!("eval: the training settings were not checked");
+    };
     // The benchmark trains on every train/good image; calibration is not part of it.
     base.holdout_fraction = 0.0;
     let bundles = BundleRoot::new(args.models_out.as_deref())?;

@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::ModelArgs;
-use crate::platform::device::open_device;
+use super::{check_detector, check_device, check_output_dir, ModelArgs, Problems};
 use crate::imageio::{heatmap_overlay, load_rgb, save_png_atomic, write_f32_tiff};
 use crate::infer::verdict::rejects;
 use crate::infer::Detector;
@@ -30,25 +29,46 @@ pub struct InferArgs {
 }
 
 pub fn run(args: InferArgs) -> Result<i32> {
-    let device = open_device(args.runtime.device)?;
-    let models_dir = args.runtime.models_dir();
-    let detector = Detector::load(
+    // Every input, before any image is inspected: all problems in one report. An image
+    // that exists but does not decode is not one of them: it is reported in its row.
+    let mut problems = Problems::new("infer");
+    let device = check_device(args.runtime.device, &mut problems);
+    let detector = check_detector(
         &args.model,
         args.runtime.expert.as_deref(),
-        &models_dir,
-        &device,
-    )?;
-    let calibration = detector.meta.calibration.clone();
-    let threshold = match (args.threshold, &calibration) {
-        (Some(t), _) => t,
-        (None, Some(c)) => c.threshold,
-        (None, None) => anyhow::bail!(
-            "bundle {} has no calibrated threshold (trained without held-out images): pass --threshold",
-            args.model.display()
-        ),
+        &args.runtime.models_folder(),
+        device.as_ref(),
+        &mut problems,
+    );
+    let threshold = match (args.threshold, detector.as_ref().map(|d| &d.meta.calibration)) {
+        (Some(t), _) => Some(t),
+        (None, Some(Some(c))) => Some(c.threshold),
+        (None, Some(None)) => {
+            problems.push(format!(
+                "bundle {} has no calibrated threshold (trained without held-out images): pass --threshold",
+                args.model.display()
+            ));
+            None
+        }
+        (None, None) => None,
     };
+    for path in &args.images {
+        if let Err(e) = std::fs::metadata(path) {
+            problems.push(format!("image {}: {e}", path.display()));
+        }
+    }
     if let Some(out) = &args.out {
-        refuse_shared_stems(&args.images)?;
+        if let Err(e) = refuse_shared_stems(&args.images) {
+            problems.push(e.to_string());
+        }
+        check_output_dir("--out", out, &mut problems);
+    }
+    problems.finish()?;
+    let (Some(detector), Some(threshold)) = (detector, threshold) else {
+        anyhow::bail!("infer: the model or its threshold was not checked");
+    };
+    let calibration = detector.meta.calibration.clone();
+    if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     }
     // Overlay colours: the calibrated normal mean is cold, the threshold is the middle.

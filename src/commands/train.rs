@@ -1,16 +1,19 @@
 //! `cdo-inspect train`: teach the apprentice from a folder of good images.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::{check_device, check_image_folder, check_output_dir, check_weights_file, Problems};
 use crate::infer::default_models_dir;
-use crate::platform::device::{open_device, DeviceChoice};
+use crate::infer::detector::{weights_fix, ModelsDir};
+use crate::model::checkpoint::CheckpointError;
+use crate::platform::device::DeviceChoice;
 use crate::model::backbone::BackboneKind;
-use crate::train::{train, StepReport, TrainConfig, TrainData, TrainJob, TrainOutcome};
+use crate::train::{expert_path, train, StepReport, TrainConfig, TrainData, TrainJob, TrainOutcome};
 
 /// Training settings shared by `train` and `eval --train`.
 #[derive(Debug, clap::Args)]
@@ -81,6 +84,28 @@ impl TrainOptions {
 
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir.clone().unwrap_or_else(default_models_dir)
+    }
+
+    /// The models folder and how it was chosen, for messages.
+    pub fn models_folder(&self) -> ModelsDir {
+        ModelsDir::choose(self.models_dir.as_deref(), "--models-dir")
+    }
+
+    /// Checks the training settings and that the expert weights they name open (the
+    /// default file in the models folder, `--expert`, or the config's `expert_weights`).
+    pub fn check(&self, problems: &mut Problems) -> Option<TrainConfig> {
+        let cfg = problems.take(self.config())?;
+        let dir = self.models_folder();
+        let (path, given) = match (&self.expert, &cfg.expert_weights) {
+            (Some(p), _) => (p.clone(), Some("--expert".to_string())),
+            (None, Some(p)) => {
+                let file = self.config.as_deref().unwrap_or(Path::new("--config"));
+                (p.clone(), Some(format!("expert_weights in {}:", file.display())))
+            }
+            (None, None) => (expert_path(&cfg, &dir.path), None),
+        };
+        check_weights_file(&path, given.as_deref(), &dir, problems);
+        Some(cfg)
     }
 }
 
@@ -165,20 +190,69 @@ impl Default for TrainProgress {
     }
 }
 
+/// A damaged expert file (it opened, so the checks passed, but does not read as weights):
+/// the reader's message, and how to get the file again.
+pub fn damaged_expert(e: anyhow::Error, dir: &ModelsDir) -> anyhow::Error {
+    match e.downcast_ref::<CheckpointError>() {
+        Some(CheckpointError::Io { .. }) | None => e,
+        Some(c) => {
+            let file = c.path().file_name().unwrap_or_default().to_string_lossy().to_string();
+            let folder = c.path().parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let known = [
+                BackboneKind::EfficientNetLite0,
+                BackboneKind::ResNet18,
+                BackboneKind::WideResNet50_2,
+            ]
+            .iter()
+            .any(|b| b.default_weights_file() == file);
+            if known && folder == dir.path {
+                anyhow::anyhow!("{e:#}; delete it and {}", weights_fix(&file, &dir.path))
+            } else {
+                e
+            }
+        }
+    }
+}
+
 pub fn run(args: TrainArgs) -> Result<i32> {
+    // Every input, before any work: all problems in one report.
+    let mut problems = Problems::new("train");
+    check_image_folder("--data", &args.data, 2, &mut problems);
+    let config = args.options.check(&mut problems);
+    if args.out.is_file() {
+        problems.push(format!(
+            "--out {} is a file; give the folder to write the model bundle to",
+            args.out.display()
+        ));
+    } else if args.out.exists() {
+        // An earlier bundle there is replaced: the new one is written beside it first.
+        let parent = match args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => p,
+            None => Path::new("."),
+        };
+        check_output_dir("--out", parent, &mut problems);
+    } else {
+        check_output_dir("--out", &args.out, &mut problems);
+    }
+    let device = check_device(args.options.device, &mut problems);
+    problems.finish()?;
+    let (Some(config), Some(device)) = (config, device) else {
+        anyhow::bail!("train: the settings or the device were not checked");
+    };
     let job = TrainJob {
         data: TrainData::Folder(args.data.clone()),
         out: args.out.clone(),
-        config: args.options.config()?,
+        config,
         models_dir: args.options.models_dir(),
         restart: args.restart,
-        device: open_device(args.options.device)?,
+        device,
     };
     let stop = interrupt_flag();
     let progress = TrainProgress::new();
     let outcome = train(&job, &stop, &mut |r| progress.step(r));
     progress.finish();
-    match outcome? {
+    let outcome = outcome.map_err(|e| damaged_expert(e, &args.options.models_folder()))?;
+    match outcome {
         TrainOutcome::Finished {
             bundle,
             calibration,

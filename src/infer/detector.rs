@@ -15,6 +15,9 @@ use crate::model::postprocess::gaussian_smooth_in_place;
 use crate::model::kernels::resize::bilinear_align_corners_plane;
 use crate::infer::preprocess::{batch_tensor, image_to_chw};
 
+/// Why a trained pair could not be loaded or run. Each message names the file and what to
+/// do, and says its cause itself: no variant also returns it from `source()` (a chain
+/// printed with anyhow's `{:#}` would show it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
     #[error(transparent)]
@@ -31,20 +34,34 @@ pub enum InferError {
         found: String,
         expected: String,
     },
-    #[error("bundle {bundle} was trained with expert {file}, which is not in {searched}; fetch it (models/fetch.sh) or pass --expert")]
+    #[error("bundle {bundle} was trained with expert {file}, which is not in {searched}; {fix}, or name the file explicitly (--expert, or model.expert in a station file)")]
     ExpertNotFound {
         bundle: PathBuf,
         file: String,
         searched: String,
+        /// How to get the file into the models folder (see [`weights_fix`]).
+        fix: String,
     },
-    #[error("bundle {bundle}: apprentice weights do not fit the {backbone} backbone: {source}")]
+    #[error("bundle {bundle}: {error}; copy the bundle again, or retrain it with `cdo-inspect train`")]
+    ApprenticeUnreadable {
+        bundle: PathBuf,
+        error: CheckpointError,
+    },
+    #[error("bundle {bundle}: apprentice weights do not fit the {backbone} backbone: {error}; retrain the bundle with `cdo-inspect train`")]
     Apprentice {
         bundle: PathBuf,
         backbone: BackboneKind,
-        source: CheckpointError,
+        error: CheckpointError,
     },
     #[error("inference failed: {0}")]
-    Compute(#[from] candle_core::Error),
+    Compute(candle_core::Error),
+}
+
+/// By hand rather than `#[from]`, which would also make the candle error the source.
+impl From<candle_core::Error> for InferError {
+    fn from(e: candle_core::Error) -> Self {
+        InferError::Compute(e)
+    }
 }
 
 /// The result for one image: the smoothed anomaly map at the model's input size, and the
@@ -73,9 +90,101 @@ pub struct Detector {
 
 /// Where model files live when not given explicitly: `$CDO_MODELS_DIR`, else `./models`.
 pub fn default_models_dir() -> PathBuf {
-    std::env::var_os("CDO_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("models"))
+    ModelsDir::choose(None, "--models-dir").path
+}
+
+/// How the models folder was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelsDirSource {
+    /// The setting named in [`ModelsDir::setting`] (`--models-dir`, `model.models_dir`).
+    Setting,
+    /// `$CDO_MODELS_DIR`.
+    Env,
+    /// Neither: `./models`, relative to the current directory.
+    Default,
+}
+
+/// The folder expert weights are looked for in, and how it was chosen: every message about
+/// a weights file missing from it says both, so a newcomer sees where it looked and how to
+/// point it elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelsDir {
+    pub path: PathBuf,
+    pub source: ModelsDirSource,
+    /// The setting that chooses it where the folder is given: `--models-dir` for the
+    /// verbs, `model.models_dir` in a station file.
+    pub setting: &'static str,
+}
+
+impl ModelsDir {
+    /// `explicit` (given by `setting`), else `$CDO_MODELS_DIR` (when set and not empty),
+    /// else `./models`.
+    pub fn choose(explicit: Option<&Path>, setting: &'static str) -> Self {
+        let (path, source) = match explicit {
+            Some(p) => (p.to_path_buf(), ModelsDirSource::Setting),
+            None => match std::env::var_os("CDO_MODELS_DIR").filter(|v| !v.is_empty()) {
+                Some(v) => (PathBuf::from(v), ModelsDirSource::Env),
+                None => (PathBuf::from("models"), ModelsDirSource::Default),
+            },
+        };
+        ModelsDir {
+            path,
+            source,
+            setting,
+        }
+    }
+
+    /// "the models folder models (/home/me/models: the default, ./models in the current
+    /// directory; choose another with --models-dir or CDO_MODELS_DIR)".
+    pub fn describe(&self) -> String {
+        let shown = self.path.display();
+        let absolute = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        let at = if absolute == self.path {
+            String::new()
+        } else {
+            format!("{}: ", absolute.display())
+        };
+        let how = match self.source {
+            ModelsDirSource::Setting => format!("given by {}", self.setting),
+            ModelsDirSource::Env => format!(
+                "from $CDO_MODELS_DIR; {} chooses another",
+                self.setting
+            ),
+            ModelsDirSource::Default => format!(
+                "the default, ./models in the current directory; choose another with {} or \
+                 CDO_MODELS_DIR",
+                self.setting
+            ),
+        };
+        format!("the models folder {shown} ({at}{how})")
+    }
+}
+
+/// How to get the weights file `file` into `dir`: the fetch script for the default
+/// EfficientNet-Lite0 expert, torchvision's download for the ResNets (README, "Backbones
+/// and weights").
+pub fn weights_fix(file: &str, dir: &Path) -> String {
+    // Absolute: the command is run from the source tree, not from where the verb ran.
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dir = dir.display();
+    let torchvision = |file: &str| {
+        format!(
+            "download torchvision's {file} (https://download.pytorch.org/models/{file}) into {dir}"
+        )
+    };
+    match file {
+        f if f == BackboneKind::EfficientNetLite0.default_weights_file() => format!(
+            "fetch it with `models/fetch.sh {dir}` (the script is in cdo-inspect's source \
+             tree; the Debian package installs it as \
+             /usr/share/cdo-inspect/fetch-expert-weights.sh)"
+        ),
+        f if f == BackboneKind::ResNet18.default_weights_file()
+            || f == BackboneKind::WideResNet50_2.default_weights_file() =>
+        {
+            torchvision(f)
+        }
+        f => format!("put {f} in {dir}"),
+    }
 }
 
 /// Where to look for the expert weights a bundle names.
@@ -104,7 +213,40 @@ pub fn resolve_expert(
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
+            fix: weights_fix(&meta.expert_file, models_dir),
         })
+}
+
+/// A bundle's apprentice, read and fitted to its backbone (what [`Detector::load`] does
+/// after the expert; also on its own, to check a bundle whose expert is not at hand).
+pub fn load_apprentice(bundle: &Bundle, device: &Device) -> Result<Network, InferError> {
+    let ckpt = Checkpoint::load(&bundle.weights_path()).map_err(|error| {
+        InferError::ApprenticeUnreadable {
+            bundle: bundle.dir.clone(),
+            error,
+        }
+    })?;
+    Network::from_checkpoint(bundle.meta.backbone, ckpt, &[], device).map_err(|error| {
+        InferError::Apprentice {
+            bundle: bundle.dir.clone(),
+            backbone: bundle.meta.backbone,
+            error,
+        }
+    })
+}
+
+/// The message for an expert file missing from the models folder: where it looked, how
+/// that folder was chosen, how to get the file, and `explicit` (how to name a file
+/// instead: "pass --expert FILE", "set model.expert to the file").
+pub fn expert_not_found(meta: &BundleMeta, bundle_dir: &Path, dir: &ModelsDir, searched: &str, explicit: &str) -> String {
+    format!(
+        "the bundle {} was trained with the expert weights {}, which are not in {}; looked \
+         for {searched}; {}, or {explicit}",
+        bundle_dir.display(),
+        meta.expert_file,
+        dir.describe(),
+        weights_fix(&meta.expert_file, &dir.path),
+    )
 }
 
 impl Detector {
@@ -127,15 +269,7 @@ impl Detector {
             });
         }
         let expert = Expert::from_checkpoint(bundle.meta.backbone, expert_ckpt, device)?;
-        let apprentice_ckpt = Checkpoint::load(&bundle.weights_path())?;
-        let apprentice =
-            Network::from_checkpoint(bundle.meta.backbone, apprentice_ckpt, &[], device).map_err(
-                |source| InferError::Apprentice {
-                    bundle: bundle_dir.to_path_buf(),
-                    backbone: bundle.meta.backbone,
-                    source,
-                },
-            )?;
+        let apprentice = load_apprentice(&bundle, device)?;
         Ok(Self {
             meta: bundle.meta,
             expert: expert.net,

@@ -11,13 +11,17 @@ use candle_core::pickle::{Object, Stack};
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 
-/// Errors while reading a weights file. Every variant names the file.
+/// Errors while reading a weights file. Every variant names the file, and says its cause
+/// in its own message: no variant returns a `source()` as well, so a printed chain
+/// (anyhow's `{:#}`) shows each cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("cannot read weights file {path}: {source}")]
+    #[error("cannot read weights file {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        /// Not named `source`: thiserror would return a field of that name from `source()`
+        /// too, and the OS error would print twice.
+        error: std::io::Error,
     },
     #[error("weights file {path} is not a PyTorch checkpoint (zip or legacy) nor safetensors")]
     UnknownFormat { path: PathBuf },
@@ -38,6 +42,20 @@ pub enum CheckpointError {
     },
     #[error("weights file {path} has tensors this architecture does not have: {names}")]
     Unexpected { path: PathBuf, names: String },
+}
+
+impl CheckpointError {
+    /// The weights file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            CheckpointError::Io { path, .. }
+            | CheckpointError::UnknownFormat { path }
+            | CheckpointError::Corrupt { path, .. }
+            | CheckpointError::Missing { path, .. }
+            | CheckpointError::ShapeMismatch { path, .. }
+            | CheckpointError::Unexpected { path, .. } => path,
+        }
+    }
 }
 
 /// The on-disk format a checkpoint was read from.
@@ -65,9 +83,9 @@ const LEGACY_MAGIC: [u8; 14] = [
 
 /// SHA-256 of a file, hex encoded (the bundle records the expert's hash).
 pub fn sha256_file(path: &Path) -> Result<String, CheckpointError> {
-    let io = |source| CheckpointError::Io {
+    let io = |error| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();
@@ -78,9 +96,9 @@ pub fn sha256_file(path: &Path) -> Result<String, CheckpointError> {
 impl Checkpoint {
     /// Reads every tensor of a checkpoint file into memory as f32.
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
-        let io = |source| CheckpointError::Io {
+        let io = |error| CheckpointError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let corrupt = |reason: String| CheckpointError::Corrupt {
             path: path.to_path_buf(),
@@ -420,6 +438,11 @@ mod tests {
     fn missing_file_is_an_io_error_naming_it() {
         let err = Checkpoint::load(Path::new("/nonexistent/expert.pth")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/expert.pth"), "{err}");
+        // The OS error is in the message, so it is not also the source: printed as a
+        // chain (what `main` does), it appears once.
+        assert!(std::error::Error::source(&err).is_none());
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        assert_eq!(chain.matches("(os error 2)").count(), 1, "{chain}");
     }
 
     #[test]

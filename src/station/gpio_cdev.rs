@@ -249,6 +249,13 @@ fn resolve(spec: &LineSpec) -> Result<Resolved, GpioError> {
     resolve_in(spec, &all_chips(with_names))
 }
 
+/// Finds the line a spec means without requesting it (a running station holds its lines):
+/// for the start-up checks (`preflight`). Returns what it is, e.g. `"gpiochip0 (label
+/// pinctrl-rp1) line 17"`.
+pub fn resolve_line(spec: &LineSpec) -> Result<String, GpioError> {
+    resolve(spec).map(|r| r.what)
+}
+
 /// Refuses a line another process holds, naming that process's consumer label (the kernel
 /// would only say "busy").
 fn check_free(spec: &LineSpec, line: &Resolved) -> Result<(), GpioError> {

@@ -10,6 +10,7 @@ pub mod sim_gpio;
 pub mod archive;
 pub mod decide;
 pub mod lock;
+pub mod preflight;
 pub mod records;
 pub mod notify;
 pub mod counters;
