@@ -225,7 +225,7 @@ def smooth_and_score(raw):
 
 
 def cdo_loss(fe, fa, mask, gamma=2.0, eps=1e-8):
-    """MOM + OOM, as in shared/cdo-method.md (OOM weights detached)."""
+    """MOM + OOM, as in the CDO paper (Cao et al., IEEE TII 2023; OOM weights detached)."""
     h0, w0 = fe[0].shape[-2:]
     s = (F.interpolate(mask, size=(h0, w0), mode="nearest") > 0).float()
     n = 1.0 - s

@@ -37,3 +37,6 @@ pub mod sample_data;
 pub mod station;
 pub mod text;
 pub mod train;
+
+#[cfg(test)]
+pub(crate) mod test_util;

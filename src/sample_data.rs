@@ -137,11 +137,10 @@ pub enum SampleDataError {
     },
     #[error("{} exists and is not an empty directory or a sample dataset built by cdo-inspect; refusing to overwrite it", path.display())]
     OutputNotEmpty { path: PathBuf },
-    #[error("cannot prepare {}: {source}", path.display())]
+    #[error("cannot prepare {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -452,7 +451,7 @@ fn paint_contamination(
 fn prepare_output(out: &Path) -> Result<(), SampleDataError> {
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| SampleDataError::Io { path, source }
+        move |error| SampleDataError::Io { path, error }
     };
     if out.exists() {
         if !out.is_dir() {
@@ -534,9 +533,9 @@ pub fn build_surface_dataset(
 
     prepare_output(out)?;
     let mkdir = |p: PathBuf| -> Result<PathBuf, SampleDataError> {
-        fs::create_dir_all(&p).map_err(|source| SampleDataError::Io {
+        fs::create_dir_all(&p).map_err(|error| SampleDataError::Io {
             path: p.clone(),
-            source,
+            error,
         })?;
         Ok(p)
     };
@@ -608,9 +607,9 @@ pub fn build_surface_dataset(
         spec.train_good, spec.test_good, spec.test_defect, spec.seed
     );
     let marker_path = out.join(MARKER);
-    fs::write(&marker_path, marker).map_err(|source| SampleDataError::Io {
+    fs::write(&marker_path, marker).map_err(|error| SampleDataError::Io {
         path: marker_path,
-        source,
+        error,
     })?;
 
     Ok(SampleSummary {

@@ -3,13 +3,10 @@
 
 mod common;
 
-use std::process::Command;
-
 fn bench(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cdo-inspect"))
-        .arg("bench")
+    common::cdo_verb("bench")
         .args(args)
-        .env("CDO_MODELS_DIR", common::lite0_weights().parent().unwrap())
+        .env("CDO_MODELS_DIR", common::models_dir())
         .env("RUST_LOG", "warn")
         .output()
         .expect("binary runs")
@@ -44,12 +41,8 @@ fn json_has_every_stage() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = common::stdout(&o);
+    assert!(o.status.success(), "{}", common::output_text(&o));
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(r["backbone"], "efficientnet-lite0");
@@ -88,7 +81,22 @@ fn cuda_without_the_feature_is_a_clear_error() {
         return;
     }
     let o = bench(&["--device", "cuda", "--iterations", "1"]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("cuda"), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
+    assert_eq!(common::stdout(&o), "");
+    // main logs the error chain (`log::error!("{e:#}")`) and exits 1: one line,
+    // `[<time> ERROR cdo_inspect] <message>`, and nothing else.
+    let err = common::stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let (prefix, message) = lines[0]
+        .split_once("] ")
+        .unwrap_or_else(|| panic!("not a log line: {err}"));
+    assert!(
+        prefix.starts_with('[') && prefix.ends_with(" ERROR cdo_inspect"),
+        "{err}"
+    );
+    assert_eq!(
+        message,
+        "device = cuda, but this binary was built without the `cuda` feature"
+    );
 }

@@ -1,15 +1,12 @@
 //! Checks the CDO loss, anomaly map, smoothing and scores against the reference vectors in
-//! `shared/testdata/cdo_vectors.json` (computed with the authors' PyTorch formulas).
+//! `tests/data/cdo_vectors.json` (computed with the authors' PyTorch formulas).
 
 use candle_core::{DType, Device, Tensor};
 use cdo_inspect::model::cdo::{anomaly_map, anomaly_maps_host, cdo_loss, LossConfig};
 use cdo_inspect::model::postprocess::{gaussian_smooth, max_value, top_fraction_mean};
 use serde::Deserialize;
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/testdata/cdo_vectors.json"
-);
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cdo_vectors.json");
 
 #[derive(Deserialize)]
 struct Arr {

@@ -96,15 +96,7 @@ fn assert_same(a: &Checkpoint, b: &Checkpoint) {
             .get(name)
             .unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(ta.dims(), tb.dims(), "{name}");
-        let diff = (ta - tb)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(diff, 0.0, "{name} differs");
+        assert_eq!(common::max_abs_diff(ta, tb), 0.0, "{name} differs");
     }
 }
 
@@ -234,37 +226,247 @@ fn truncated_legacy_file_is_reported_not_misread() {
     assert!(err.to_string().contains("truncated.pth"), "{err}");
 }
 
-/// torchvision-named ResNet checkpoints (which cannot be downloaded here) load and give
-/// the three taps at strides 4, 8, 16; the file's layer4 and fc are accepted but unused.
+/// torchvision's ResNet as the paper and torchvision define it, written out here
+/// independently of `model::resnet`: blocks per layer, and whether they are Bottlenecks
+/// (1x1, 3x3, 1x1 with the stride on the 3x3, torchvision v1.5) with their width factor.
+struct TorchvisionResNet {
+    blocks: [usize; 4],
+    bottleneck: bool,
+    width_factor: usize,
+}
+
+const RESNET18: TorchvisionResNet = TorchvisionResNet {
+    blocks: [2, 2, 2, 2],
+    bottleneck: false,
+    width_factor: 1,
+};
+const WIDE_RESNET50_2: TorchvisionResNet = TorchvisionResNet {
+    blocks: [3, 4, 6, 3],
+    bottleneck: true,
+    width_factor: 2,
+};
+
+impl TorchvisionResNet {
+    /// Every float tensor of torchvision's state dict up to layer3 (what CDO taps), by
+    /// name and shape.
+    fn tensors_up_to_layer3(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::new();
+        let mut conv_bn = |conv: String, bn: String, shape: Vec<usize>| {
+            let c = shape[0];
+            out.push((format!("{conv}.weight"), shape));
+            for p in ["weight", "bias", "running_mean", "running_var"] {
+                out.push((format!("{bn}.{p}"), vec![c]));
+            }
+        };
+        conv_bn("conv1".into(), "bn1".into(), vec![64, 3, 7, 7]);
+        let mut cin = 64;
+        for (l, &n) in self.blocks[..3].iter().enumerate() {
+            let planes = 64 << l;
+            let cout = if self.bottleneck { planes * 4 } else { planes };
+            for b in 0..n {
+                let block = format!("layer{}.{b}", l + 1);
+                let named = |i: usize| (format!("{block}.conv{i}"), format!("{block}.bn{i}"));
+                if self.bottleneck {
+                    let width = planes * self.width_factor;
+                    let ((c1, b1), (c2, b2), (c3, b3)) = (named(1), named(2), named(3));
+                    conv_bn(c1, b1, vec![width, cin, 1, 1]);
+                    conv_bn(c2, b2, vec![width, width, 3, 3]);
+                    conv_bn(c3, b3, vec![cout, width, 1, 1]);
+                } else {
+                    let ((c1, b1), (c2, b2)) = (named(1), named(2));
+                    conv_bn(c1, b1, vec![planes, cin, 3, 3]);
+                    conv_bn(c2, b2, vec![planes, planes, 3, 3]);
+                }
+                if b == 0 && (l > 0 || cin != cout) {
+                    conv_bn(
+                        format!("{block}.downsample.0"),
+                        format!("{block}.downsample.1"),
+                        vec![cout, cin, 1, 1],
+                    );
+                }
+                cin = cout;
+            }
+        }
+        out
+    }
+
+    /// The taps (after layer1, layer2, layer3) computed with candle's own operators from
+    /// the state dict: convolutions, BatchNorm with its running statistics (eps 1e-5)
+    /// unfolded, ReLU, and the 3x3/2 max-pool with padding 1.
+    fn taps(&self, sd: &HashMap<String, Tensor>, x: &Tensor) -> Vec<Tensor> {
+        let conv_bn = |x: &Tensor, conv: &str, bn: &str, stride: usize| -> Tensor {
+            let w = &sd[&format!("{conv}.weight")];
+            let pad = w.dim(3).unwrap() / 2;
+            let y = x.conv2d(w, pad, stride, 1, 1).unwrap();
+            let c = w.dim(0).unwrap();
+            let p = |name: &str| sd[&format!("{bn}.{name}")].reshape((1, c, 1, 1)).unwrap();
+            let scale = (p("running_var") + 1e-5).unwrap().sqrt().unwrap();
+            y.broadcast_sub(&p("running_mean"))
+                .unwrap()
+                .broadcast_div(&scale)
+                .unwrap()
+                .broadcast_mul(&p("weight"))
+                .unwrap()
+                .broadcast_add(&p("bias"))
+                .unwrap()
+        };
+        let h = conv_bn(x, "conv1", "bn1", 2).relu().unwrap();
+        // Zero padding is the same as -inf padding after a ReLU.
+        let mut h = h
+            .pad_with_zeros(2, 1, 1)
+            .unwrap()
+            .pad_with_zeros(3, 1, 1)
+            .unwrap()
+            .max_pool2d_with_stride(3, 2)
+            .unwrap();
+        let mut taps = Vec::new();
+        for (l, &n) in self.blocks[..3].iter().enumerate() {
+            for b in 0..n {
+                let block = format!("layer{}.{b}", l + 1);
+                let stride = if b == 0 && l > 0 { 2 } else { 1 };
+                let c = |i: usize| (format!("{block}.conv{i}"), format!("{block}.bn{i}"));
+                let ((c1, b1), (c2, b2), (c3, b3)) = (c(1), c(2), c(3));
+                let out = if self.bottleneck {
+                    let o = conv_bn(&h, &c1, &b1, 1).relu().unwrap();
+                    let o = conv_bn(&o, &c2, &b2, stride).relu().unwrap();
+                    conv_bn(&o, &c3, &b3, 1)
+                } else {
+                    let o = conv_bn(&h, &c1, &b1, stride).relu().unwrap();
+                    conv_bn(&o, &c2, &b2, 1)
+                };
+                let down = format!("{block}.downsample.0");
+                let identity = if sd.contains_key(&format!("{down}.weight")) {
+                    conv_bn(&h, &down, &format!("{block}.downsample.1"), stride)
+                } else {
+                    h.clone()
+                };
+                h = (out + identity).unwrap().relu().unwrap();
+            }
+            taps.push(h.clone());
+        }
+        taps
+    }
+}
+
+/// Random values for every tensor of `names`, seeded: convolutions He-uniform, BatchNorm
+/// weights, biases, means and variances each in their own range, so that a tensor read
+/// into the wrong place (or a statistic ignored) changes the output.
+fn random_state_dict(names: &[(String, Vec<usize>)], seed: u64) -> HashMap<String, Tensor> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    names
+        .iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let (lo, hi) = if name.ends_with("running_var") {
+                (0.5, 2.0)
+            } else if name.ends_with("running_mean") || name.ends_with("bias") {
+                (-0.3, 0.3)
+            } else if shape.len() == 1 {
+                (0.5, 1.5)
+            } else {
+                let fan_in: usize = shape[1..].iter().product();
+                let a = (6.0 / fan_in as f32).sqrt();
+                (-a, a)
+            };
+            let v: Vec<f32> = (0..n).map(|_| rng.gen_range(lo..hi)).collect();
+            let t = Tensor::from_vec(v, shape.as_slice(), &Device::Cpu).unwrap();
+            (name.clone(), t)
+        })
+        .collect()
+}
+
+/// torchvision-named ResNet checkpoints (which cannot be downloaded here), written with
+/// random values in torchvision's layout (ResNet18 in PyTorch's zip format, as torchvision
+/// publishes it; WideResNet50-2 as safetensors with the integer `num_batches_tracked`
+/// buffers), load with every tensor in its place: the expert's three taps, at strides 4,
+/// 8 and 16, equal the taps computed from the file's values with candle's own operators.
+/// The file's layer4 and fc are accepted but unused.
 #[test]
-fn torchvision_resnets_load_and_tap_strides_4_8_16() {
-    for kind in [BackboneKind::ResNet18, BackboneKind::WideResNet50_2] {
+fn torchvision_resnets_load_every_value_into_its_place() {
+    let cases = [
+        (BackboneKind::ResNet18, &RESNET18, 1),
+        (BackboneKind::WideResNet50_2, &WIDE_RESNET50_2, 2),
+    ];
+    for (kind, arch, seed) in cases {
+        let names = arch.tensors_up_to_layer3();
+        // The network asks for exactly these tensors, in these shapes.
         let fresh = TrainableApprentice::new(kind, 1, 0.1, &Device::Cpu).unwrap();
-        let mut map: HashMap<String, Tensor> = fresh.state_dict().into_iter().collect();
-        map.insert(
+        let mut ours: Vec<(String, Vec<usize>)> = fresh
+            .state_dict()
+            .into_iter()
+            .map(|(n, t)| (n, t.dims().to_vec()))
+            .collect();
+        let mut want = names.clone();
+        ours.sort();
+        want.sort();
+        assert_eq!(ours, want, "{kind}: tensors up to layer3");
+
+        let sd = random_state_dict(&names, seed);
+        let mut file: Vec<(String, Tensor)> =
+            sd.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        file.sort_by(|a, b| a.0.cmp(&b.0));
+        file.push((
             "fc.weight".into(),
             Tensor::zeros((1000, 8), DType::F32, &Device::Cpu).unwrap(),
-        );
-        map.insert(
+        ));
+        file.push((
             "layer4.0.conv1.weight".into(),
             Tensor::zeros((8, 8, 3, 3), DType::F32, &Device::Cpu).unwrap(),
-        );
+        ));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(kind.default_weights_file());
-        candle_core::safetensors::save(&map, &path).unwrap();
+        if kind == BackboneKind::ResNet18 {
+            write_torch_zip(&path, &file, &[]);
+        } else {
+            let mut map: HashMap<String, Tensor> = file.into_iter().collect();
+            for (name, _) in names.iter().filter(|(n, _)| n.ends_with(".running_var")) {
+                let bn = name.trim_end_matches(".running_var");
+                let count = Tensor::new(1000i64, &Device::Cpu).unwrap();
+                map.insert(format!("{bn}.num_batches_tracked"), count);
+            }
+            candle_core::safetensors::save(&map, &path).unwrap();
+        }
+        let ckpt = Checkpoint::load(&path).unwrap();
+        // The values read back are the values written.
+        for (name, t) in &sd {
+            assert_eq!(
+                ckpt.tensors[name]
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                "{kind}: {name}"
+            );
+        }
+
         let expert = Expert::load(kind, &path, &Device::Cpu).unwrap();
-        let x = Tensor::randn(0f32, 1., (1, 3, 64, 64), &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1., (2, 3, 64, 64), &Device::Cpu).unwrap();
         let taps = expert.net.features(&x, Mode::Eval).unwrap();
+        let reference = arch.taps(&sd, &x);
         let ch = kind.tap_channels();
         let dims: Vec<Vec<usize>> = taps.iter().map(|t| t.dims().to_vec()).collect();
         assert_eq!(
             dims,
             vec![
-                vec![1, ch[0], 16, 16],
-                vec![1, ch[1], 8, 8],
-                vec![1, ch[2], 4, 4]
+                vec![2, ch[0], 16, 16],
+                vec![2, ch[1], 8, 8],
+                vec![2, ch[2], 4, 4]
             ],
             "{kind}"
         );
+        for (i, (got, want)) in taps.iter().zip(&reference).enumerate() {
+            let scale = common::max_abs(want);
+            let diff = common::max_abs_diff(got, want);
+            assert!(
+                scale > 0.1,
+                "{kind} tap {i}: a degenerate reference ({scale})"
+            );
+            assert!(
+                diff <= 1e-4 * scale,
+                "{kind} tap {i}: differs from the reference by {diff} (scale {scale})"
+            );
+        }
     }
 }

@@ -12,35 +12,206 @@ use cdo_inspect::imageio::{load_rgb, read_f32_tiff};
 fn cdo(args: &[&str]) -> Output {
     common::cdo_command()
         .args(args)
-        .env("CDO_MODELS_DIR", common::lite0_weights().parent().unwrap())
+        .env("CDO_MODELS_DIR", common::models_dir())
         .env("RUST_LOG", "info")
         .output()
         .expect("binary runs")
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::output_text(o)
 }
 
+/// `cdo-inspect <args>` that must succeed and print only on stdout (help, version).
+fn help(args: &[&str]) -> String {
+    let o = common::cdo_command()
+        .args(args)
+        .output()
+        .expect("binary runs");
+    assert!(o.status.success(), "{args:?}: {}", text(&o));
+    assert_eq!(common::stderr(&o), "", "{args:?}");
+    common::stdout(&o)
+}
+
+/// Whether `help` names `flag` as a flag of its own (`--out` in `--out <OUT>`, not in
+/// `--out-dir` or in prose such as "(--out)").
+fn names_flag(help: &str, flag: &str) -> bool {
+    help.split_whitespace()
+        .any(|w| w == flag || w.strip_suffix(',') == Some(flag))
+}
+
+/// Every verb: its exact usage line and the flags its help must name (the key ones of
+/// `src/commands/*.rs`; the runtime flags for the verbs that load a model).
+const VERBS: &[(&str, &str, &[&str])] = &[
+    (
+        "run",
+        "cdo-inspect run --config <CONFIG>",
+        &["-c", "--config"],
+    ),
+    (
+        "demo",
+        "cdo-inspect demo [OPTIONS]",
+        &["--dir", "--texture", "--models-dir"],
+    ),
+    (
+        "train",
+        "cdo-inspect train [OPTIONS] --data <DATA> --out <OUT>",
+        &[
+            "--data",
+            "--out",
+            "--restart",
+            "--config",
+            "--epochs",
+            "--backbone",
+            "--expert",
+            "--batch-size",
+            "--seed",
+            "--gamma",
+            "--no-mom",
+            "--no-oom",
+            "--models-dir",
+            "--device",
+        ],
+    ),
+    (
+        "infer",
+        "cdo-inspect infer [OPTIONS] --model <MODEL> <IMAGES>...",
+        &[
+            "--model",
+            "--out",
+            "--threshold",
+            "--expert",
+            "--models-dir",
+            "--device",
+        ],
+    ),
+    (
+        "eval",
+        "cdo-inspect eval [OPTIONS] --data <DATA>",
+        &[
+            "--data",
+            "--model",
+            "--category",
+            "--train",
+            "--ablation",
+            "--categories",
+            "--models-out",
+            "--maps-out",
+            "--json",
+            "--csv",
+            "--config",
+            "--epochs",
+            "--backbone",
+            "--no-mom",
+            "--no-oom",
+            "--device",
+        ],
+    ),
+    (
+        "sample-data",
+        "cdo-inspect sample-data [OPTIONS] --texture <TEXTURE> --out <OUT>",
+        &[
+            "--texture",
+            "--out",
+            "--tile",
+            "--train-good",
+            "--test-good",
+            "--test-defect",
+            "--seed",
+        ],
+    ),
+    (
+        "check-config",
+        "cdo-inspect check-config [OPTIONS] <FILE>",
+        &["--skip-files"],
+    ),
+    (
+        "bench",
+        "cdo-inspect bench [OPTIONS]",
+        &[
+            "--model",
+            "--backbone",
+            "--size",
+            "--batch",
+            "--iterations",
+            "--warmup",
+            "--train-iterations",
+            "--image",
+            "--expert",
+            "--models-dir",
+            "--device",
+            "--json",
+        ],
+    ),
+];
+
 #[test]
-fn every_verb_has_help() {
-    for verb in [
-        &["--help"][..],
-        &["train", "--help"],
-        &["infer", "--help"],
-        &["sample-data", "--help"],
-        &["bench", "--help"],
-    ] {
-        let o = cdo(verb);
-        assert!(o.status.success(), "{verb:?}: {}", text(&o));
-        assert!(text(&o).contains("Usage"), "{verb:?}: {}", text(&o));
+fn every_verb_has_help_naming_its_flags() {
+    // The top-level help lists every verb, each with the one-line summary its own help
+    // starts with.
+    let top = help(&["--help"]);
+    assert!(top.contains("Usage: cdo-inspect <COMMAND>"), "{top}");
+    let listed: Vec<&str> = top
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut want: Vec<&str> = VERBS.iter().map(|(v, _, _)| *v).collect();
+    want.push("help");
+    assert_eq!(listed, want, "{top}");
+
+    for (verb, usage, flags) in VERBS {
+        let h = help(&[verb, "--help"]);
+        let summary = h.lines().next().unwrap();
+        let line = top
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(verb))
+            .unwrap();
+        assert_eq!(
+            line.split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" "),
+            summary
+        );
+        let got_usage = h.lines().find_map(|l| l.strip_prefix("Usage: "));
+        assert_eq!(got_usage, Some(*usage), "{verb}:\n{h}");
+        for flag in *flags {
+            assert!(
+                names_flag(&h, flag),
+                "`{verb} --help` does not name {flag}:\n{h}"
+            );
+        }
+        assert!(names_flag(&h, "--help"), "{verb}:\n{h}");
+        // The device choice says what it can be.
+        if flags.contains(&"--device") {
+            assert!(h.contains("[possible values: cpu, cuda]"), "{verb}:\n{h}");
+        }
     }
-    let o = cdo(&["--version"]);
-    assert!(text(&o).contains(env!("CARGO_PKG_VERSION")));
+
+    // The defaults shown are the library's.
+    let h = help(&["sample-data", "--help"]);
+    let spec = cdo_inspect::sample_data::SampleSpec::default();
+    for (flag, value) in [
+        ("--tile", spec.tile.to_string()),
+        ("--train-good", spec.train_good.to_string()),
+        ("--test-good", spec.test_good.to_string()),
+        ("--test-defect", spec.test_defect.to_string()),
+        ("--seed", spec.seed.to_string()),
+    ] {
+        let line = h
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{flag} ")))
+            .unwrap_or_else(|| panic!("{flag} missing:\n{h}"));
+        assert!(line.ends_with(&format!("[default: {value}]")), "{line}");
+    }
+
+    assert_eq!(
+        help(&["--version"]),
+        format!("cdo-inspect {}\n", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]

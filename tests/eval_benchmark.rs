@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
 use cdo_inspect::eval::dataset::{list_categories, load_category, load_mask, DatasetLayout};
 use cdo_inspect::imageio::{load_rgb, read_f32_tiff};
@@ -52,14 +51,10 @@ fn eval_train_scores_real_textures_above_chance() {
         .arg(&json)
         .arg("--csv")
         .arg(&csv)
-        .env("CDO_MODELS_DIR", common::lite0_weights().parent().unwrap())
+        .env("CDO_MODELS_DIR", common::models_dir())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::output_text(&out);
     assert!(out.status.success(), "{text}");
     eprintln!("{text}");
     assert!(text.contains("AU-PRO") && text.contains("mean"), "{text}");
@@ -103,7 +98,7 @@ fn eval_train_scores_real_textures_above_chance() {
 /// The real photographs fetched by `scripts/fetch-sample-images.sh`.
 #[test]
 fn benchmark_dataset_from_real_photographs_reads_back() {
-    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/images");
+    let images = common::root().join("testdata/images");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bench");
     let spec = SampleSpec {

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cdo-inspect");
-
 /// Pulse start tolerance: the edge must come within this of trigger + delay. Generous
 /// for a shared CI machine; the measured figures are in the records (`late_us`).
 const TOLERANCE_US: i64 = 30_000;
@@ -32,15 +30,15 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let texture = common::photo_path("brick.png");
-        let out = Command::new(BIN)
-            .args(["sample-data", "--texture"])
+        let out = common::cdo_verb("sample-data")
+            .arg("--texture")
             .arg(&texture)
             .arg("--out")
             .arg(&data)
             .args(["--tile", "128", "--train-good", "40", "--test-good", "4", "--test-defect", "3", "--seed", "11"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{}", common::stderr(&out));
         let bundle = dir.path().join("model");
         let cfg = dir.path().join("train.toml");
         std::fs::write(
@@ -48,18 +46,17 @@ fn fixture() -> &'static Fixture {
             "[train]\nimage_size = 128\nlearning_rate = 3e-3\nepochs = 30\nholdout_fraction = 0.2\nseed = 5\n",
         )
         .unwrap();
-        let out = Command::new(BIN)
-            .arg("train")
+        let out = common::cdo_verb("train")
             .arg("--data")
             .arg(data.join("train/good"))
             .arg("--out")
             .arg(&bundle)
             .arg("--config")
             .arg(&cfg)
-            .env("CDO_MODELS_DIR", common::root().join("models"))
+            .env("CDO_MODELS_DIR", common::models_dir())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{}", common::stderr(&out));
         let list = |kind: &str| cdo_inspect::imageio::list_images(&data.join("test").join(kind)).unwrap();
         // Contamination is what this small demo model separates cleanly from good
         // brick (scratches and spots overlap the good scores at this training size).
@@ -102,7 +99,7 @@ line = "gpiochip0:23"
 {extra}
 "#,
         bundle = f.bundle.display(),
-        models = common::root().join("models").display(),
+        models = common::models_dir().display(),
     );
     let path = root.join("station.toml");
     std::fs::write(&path, text).unwrap();
@@ -115,8 +112,8 @@ fn start(config: &Path) -> Child {
 
 fn start_with(config: &Path, env: &[(&str, String)]) -> Child {
     let dir = config.parent().unwrap();
-    Command::new(BIN)
-        .args(["run", "--config"])
+    common::cdo_verb("run")
+        .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info")
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -404,12 +401,13 @@ fn sighup_applies_a_good_file_and_keeps_the_running_settings_on_a_bad_one() {
     wait_for("more records", dir, Duration::from_secs(60), || records(dir).len() >= seen + 2);
     assert!(records(dir).iter().all(|r| r["threshold"].as_f64() == Some(calibrated)));
 
-    // A good file with a new threshold: applied from the next part on.
-    station_file(tmp.path(), "", &sections("threshold = 1e6"));
+    // A good file with a new threshold (scores lie in [0, 2]; 1.5 is exact in f32):
+    // applied from the next part on.
+    station_file(tmp.path(), "", &sections("threshold = 1.5"));
     signal(&child, libc::SIGHUP);
     wait_for("the reload", dir, Duration::from_secs(10), || stderr_of(dir).contains("reloaded"));
     wait_for("a part at the new threshold", dir, Duration::from_secs(60), || {
-        records(dir).iter().any(|r| r["threshold"].as_f64() == Some(1e6))
+        records(dir).iter().any(|r| r["threshold"].as_f64() == Some(1.5))
     });
     signal(&child, libc::SIGTERM);
     assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(20)), 0);
@@ -425,17 +423,17 @@ fn the_demo_runs_a_whole_station_and_summarises_it() {
     let demo = tmp.path().join("demo");
     // The fixture's model stands in for the one the demo would train (minutes).
     copy_dir(&f.bundle, &demo.join("model"));
-    let out = Command::new(BIN)
-        .args(["demo", "--dir"])
+    let out = common::cdo_verb("demo")
+        .arg("--dir")
         .arg(&demo)
         .arg("--texture")
         .arg(common::photo_path("brick.png"))
         .arg("--models-dir")
-        .arg(common::root().join("models"))
+        .arg(common::models_dir())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = common::stdout(&out);
+    assert!(out.status.success(), "{stdout}\n{}", common::stderr(&out));
     let line_parts = std::fs::read_dir(demo.join("line")).unwrap().count();
     let recs = records(&demo);
     assert_eq!(recs.len(), line_parts);

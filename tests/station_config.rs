@@ -1,24 +1,22 @@
 //! `cdo-inspect check-config` as a technician runs it: every error of a bad station file,
 //! one per line with file, line and key, exit 1; a summary and exit 0 for a good one.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cdo_inspect::bundle::{self, BundleMeta, Calibration, TrainingRecord};
 use cdo_inspect::model::backbone::BackboneKind;
 use cdo_inspect::model::postprocess::ScoreMethod;
 use cdo_inspect::train::TrainConfig;
+use common::stdout;
 
 fn check_config(args: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cdo-inspect"))
-        .arg("check-config")
+    common::cdo_verb("check-config")
         .args(args)
         .output()
         .expect("binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A bundle folder that `Bundle::load_meta` accepts: real metadata, placeholder weights
@@ -67,7 +65,8 @@ fn a_good_station_file_is_summarised() {
          [trigger]\nmode = \"gpio\"\nline = \"gpiochip0:17\"\n\
          [reject]\nline = \"gpiochip0:20\"\ndelay_ms = 250\n",
     );
-    let out = check_config(&[&path]);
+    // A file written for the line's machine, checked elsewhere: the file alone.
+    let out = check_config(&[Path::new("--skip-files"), &path]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
@@ -75,9 +74,8 @@ fn a_good_station_file_is_summarised() {
         "{text}"
     );
     assert!(text.contains("station  line3-bumper"), "{text}");
-    // Calibration of two equal scores: the threshold is their value.
     assert!(
-        text.contains("efficientnet-lite0, threshold 0.5 (bundle calibration)"),
+        text.contains("models/current (threshold: the bundle's, not read with --skip-files) on cpu"),
         "{text}"
     );
     assert!(
@@ -91,6 +89,29 @@ fn a_good_station_file_is_summarised() {
     assert!(
         text.contains("reject   gpiochip0:20, 250 ms after the trigger, 100 ms pulse"),
         "{text}"
+    );
+
+    // On this machine (no camera, no GPIO chip, and a bundle trained against another
+    // expert file) the same station would not start: every reason, at its key's line.
+    let out = check_config(&[&path]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let f = path.display();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with(&format!("{f}:3: model.models_dir: expert weights "))
+            && lines[0].contains("but the bundle ")
+            && lines[0].ends_with("use the same expert file (or retrain)"),
+        "{text}"
+    );
+    assert!(lines[1].starts_with(&format!("{f}: camera.device: /dev/video0 does not exist")), "{text}");
+    assert!(lines[2].starts_with(&format!("{f}:9: reject.line: no gpiochip named or labelled `gpiochip0`")), "{text}");
+    assert!(lines[3].starts_with(&format!("{f}:7: trigger.line: no gpiochip named or labelled `gpiochip0`")), "{text}");
+    assert!(
+        common::stderr(&out).contains("4 problems: the station would not start"),
+        "{}",
+        common::stderr(&out)
     );
 }
 
@@ -114,7 +135,7 @@ fn every_error_is_printed_with_file_line_and_key() {
     );
     assert_eq!(stdout(&out), expected);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("4 errors"));
+    assert!(common::stderr(&out).contains("4 errors"));
 }
 
 #[test]
@@ -131,7 +152,7 @@ fn a_syntax_error_names_its_line() {
 
 #[test]
 fn the_shipped_example_checks_when_its_files_are_not_looked_for() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/station.example.toml");
+    let example = common::root().join("config/station.example.toml");
     let skip = Path::new("--skip-files");
     let out = check_config(&[&example, skip]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));

@@ -15,10 +15,6 @@ use cdo_inspect::infer::{Detector, InferError};
 use cdo_inspect::sample_data::{build_surface_dataset, SampleSpec, DEFAULT_TEXTURE};
 use cdo_inspect::train::{train, TrainConfig, TrainData, TrainJob, TrainOutcome};
 
-fn models_dir() -> PathBuf {
-    common::lite0_weights().parent().unwrap().to_path_buf()
-}
-
 fn dataset(dir: &Path) -> PathBuf {
     let spec = SampleSpec {
         tile: 128,
@@ -48,7 +44,7 @@ fn job(data: &Path, out: &Path, cfg: TrainConfig) -> TrainJob {
         data: TrainData::Folder(data.join("train/good")),
         out: out.to_path_buf(),
         config: cfg,
-        models_dir: models_dir(),
+        models_dir: common::models_dir(),
         restart: false,
         device: Device::Cpu,
     }
@@ -86,7 +82,7 @@ fn trained_model_scores_defects_above_good_parts() {
     let calibration = calibration.expect("20 images with 20% held out give a calibration");
     assert_eq!(calibration.count, 4);
 
-    let detector = Detector::load(&out, None, &models_dir(), &Device::Cpu).unwrap();
+    let detector = Detector::load(&out, None, &common::models_dir(), &Device::Cpu).unwrap();
     let good = scores(&detector, &data.join("test/good"));
     let mut defect = Vec::new();
     for kind in std::fs::read_dir(data.join("test")).unwrap() {
@@ -221,7 +217,7 @@ fn bundle_errors_name_the_file() {
     assert_eq!(meta.expert_file, "efficientnet-lite0-57934424.pth");
 
     // Not a bundle at all.
-    let err = Detector::load(&data, None, &models_dir(), &Device::Cpu)
+    let err = Detector::load(&data, None, &common::models_dir(), &Device::Cpu)
         .err()
         .unwrap()
         .to_string();
@@ -236,7 +232,7 @@ fn bundle_errors_name_the_file() {
     let n = bytes.len();
     bytes[n - 1] ^= 1; // one bit in the last stored weight
     std::fs::write(&other, bytes).unwrap();
-    let err = Detector::load(&out, Some(&other), &models_dir(), &Device::Cpu)
+    let err = Detector::load(&out, Some(&other), &common::models_dir(), &Device::Cpu)
         .err()
         .unwrap();
     assert!(matches!(err, InferError::ExpertMismatch { .. }), "{err}");
@@ -249,7 +245,7 @@ fn bundle_errors_name_the_file() {
         text.replace("input_size", "input_sise"),
     )
     .unwrap();
-    let err = Detector::load(&out, None, &models_dir(), &Device::Cpu)
+    let err = Detector::load(&out, None, &common::models_dir(), &Device::Cpu)
         .err()
         .unwrap()
         .to_string();

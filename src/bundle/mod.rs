@@ -54,10 +54,10 @@ pub fn parse_threshold(s: &str) -> Result<f32, String> {
 pub enum BundleError {
     #[error("{path} is not a model bundle (no {META_FILE}); train one with `cdo-inspect train`")]
     NotABundle { path: PathBuf },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -287,9 +287,9 @@ impl Bundle {
                 path: dir.to_path_buf(),
             });
         }
-        let text = std::fs::read_to_string(&meta_path).map_err(|source| BundleError::Read {
+        let text = std::fs::read_to_string(&meta_path).map_err(|error| BundleError::Read {
             path: meta_path.clone(),
-            source,
+            error,
         })?;
         let meta: BundleMeta = toml::from_str(&text).map_err(|e| BundleError::Invalid {
             path: meta_path.clone(),

@@ -18,8 +18,9 @@ pub struct InferArgs {
     /// `<stem>_overlay.png` (heatmap over the image) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Reject above this score instead of the bundle's calibrated threshold.
-    #[arg(long)]
+    /// Reject above this score instead of the bundle's calibrated threshold (an anomaly
+    /// score: 0 to 2).
+    #[arg(long, value_parser = crate::bundle::parse_threshold)]
     pub threshold: Option<f32>,
     #[command(flatten)]
     pub runtime: ModelArgs,

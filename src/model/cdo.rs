@@ -1,11 +1,12 @@
 //! The CDO training loss (MOM + OOM) and the inference anomaly map.
 //!
-//! See `shared/cdo-method.md` for the method. Everything here works on candle tensors of any
-//! float dtype (tests use F64, production F32; F16/BF16 inputs are computed in F32 so the
-//! epsilon guards stay representable) and stays on the tensors' device: the mask is applied by
-//! multiplying with 0/1 tensors rather than gathering positions, so the loss is differentiable
-//! with respect to the apprentice features. `anomaly_maps_host` is the inference map again,
-//! on the host, for CPU inference.
+//! The method is Cao et al., "Collaborative Discrepancy Optimization for Reliable Image
+//! Anomaly Localization", IEEE TII 2023 (see the README). Everything here works on candle
+//! tensors of any float dtype (tests use F64, production F32; F16/BF16 inputs are computed
+//! in F32 so the epsilon guards stay representable) and stays on the tensors' device: the
+//! mask is applied by multiplying with 0/1 tensors rather than gathering positions, so the
+//! loss is differentiable with respect to the apprentice features. `anomaly_maps_host` is
+//! the inference map again, on the host, for CPU inference.
 
 use candle_core::{CpuStorage, DType, Result, Storage, StorageRef, Tensor};
 
@@ -426,6 +427,7 @@ impl<'a> HostF32<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{max_abs, max_abs_diff_slices, values};
     use candle_core::{Device, Var};
 
     fn features(seed: u64, dims: (usize, usize, usize, usize)) -> Vec<f64> {
@@ -579,14 +581,8 @@ mod tests {
         }
         let m = anomaly_map(&e, &e, 16, 16).unwrap();
         assert_eq!(m.dims(), &[2, 16, 16]);
-        let mx = m
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(mx < 1e-6);
+        let mx = max_abs(&m);
+        assert!(mx < 1e-6, "{mx}");
         // All-zero feature vectors: finite too.
         let z: Vec<Tensor> = e.iter().map(|t| t.zeros_like().unwrap()).collect();
         let out = cdo_loss(&z, &e, Some(&mask), &LossConfig::default()).unwrap();
@@ -625,10 +621,9 @@ mod tests {
         let one = anomaly_maps_host(&second(&e), &second(&a), 16, 16).unwrap();
         assert_eq!(one, vec![want[1].clone()]);
         // And the tensor path agrees to float rounding.
-        let t = anomaly_map(&e, &a, 16, 16).unwrap().flatten_all().unwrap();
-        let t = t.to_vec1::<f32>().unwrap();
-        let host: Vec<f32> = want.concat();
-        assert!(t.iter().zip(&host).all(|(x, y)| (x - y).abs() < 1e-5));
+        let t = values(&anomaly_map(&e, &a, 16, 16).unwrap());
+        let d = max_abs_diff_slices(&t, &want.concat());
+        assert!(d < 1e-5, "tensor and host maps differ by {d}");
         // A level larger than one parallel run of positions (1024), with a short last run.
         let dims = (1, 3, 40, 40);
         let mk = |seed| Tensor::from_vec(features(seed, dims), dims, &Device::Cpu).unwrap();
@@ -637,10 +632,10 @@ mod tests {
             vec![mk(8).to_dtype(DType::F32).unwrap()],
         );
         let host = anomaly_maps_host(&e, &a, 40, 40).unwrap().concat();
-        let t = anomaly_map(&e, &a, 40, 40).unwrap().flatten_all().unwrap();
-        let t = t.to_vec1::<f32>().unwrap();
+        let t = values(&anomaly_map(&e, &a, 40, 40).unwrap());
         assert_eq!(host.len(), 1600);
-        assert!(t.iter().zip(&host).all(|(x, y)| (x - y).abs() < 1e-5));
+        let d = max_abs_diff_slices(&t, &host);
+        assert!(d < 1e-5, "tensor and host maps differ by {d}");
     }
 
     #[test]

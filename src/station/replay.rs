@@ -149,6 +149,13 @@ fn image_files_recursive(folder: &Path) -> Result<Vec<PathBuf>, String> {
 mod tests {
     use super::*;
 
+    /// The picture stored as `name`: every pixel different, and a first channel that
+    /// differs from name to name, so a frame shows which file it was read from.
+    fn picture(name: &str) -> image::RgbImage {
+        let tag = name.bytes().fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+        image::RgbImage::from_fn(8, 6, |x, y| image::Rgb([tag, 30 * x as u8, 40 * y as u8]))
+    }
+
     fn folder_with(names: &[&str]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         for name in names {
@@ -157,30 +164,54 @@ mod tests {
             if name.contains("corrupt") {
                 std::fs::write(&path, b"not a png").unwrap();
             } else {
-                image::RgbImage::new(8, 6).save(&path).unwrap();
+                picture(name).save(&path).unwrap();
             }
         }
         dir
     }
 
+    /// The frame is the file `name`: its origin, and the pixels written there (PNG is
+    /// lossless, so exactly those).
+    #[track_caller]
+    fn assert_frame(got: Result<Frame, CaptureError>, name: &str) {
+        let frame = got.unwrap_or_else(|e| panic!("expected frame {name}, got error {e}"));
+        assert_eq!(frame.origin, name);
+        assert!(frame.image == picture(name), "{name}: the pixels of another image");
+    }
+
+    #[track_caller]
+    fn assert_corrupt(got: Result<Frame, CaptureError>, name: &str) {
+        match got {
+            Err(CaptureError::CorruptFrame { origin, .. }) => assert_eq!(origin, name),
+            other => panic!("expected corrupt frame {name}, got {:?}", other.map(|f| f.origin)),
+        }
+    }
+
     #[test]
     fn replays_in_path_order_then_ends_or_loops() {
-        let dir = folder_with(&["b.png", "a/x.png", "c_corrupt.png"]);
+        let names = ["b.png", "a/x.png", "c_corrupt.png", "a.png"];
+        // The pictures tell the files apart.
+        assert!(picture("a.png") != picture("b.png") && picture("a/x.png") != picture("b.png"));
+        let dir = folder_with(&names[..3]);
+        let before = Instant::now();
         let mut once = ReplaySource::open(dir.path(), false, None, Duration::ZERO, Duration::ZERO)
             .unwrap();
-        assert_eq!(once.grab().unwrap().origin, "a/x.png");
-        assert_eq!(once.grab().unwrap().origin, "b.png");
-        match once.grab() {
-            Err(CaptureError::CorruptFrame { origin, .. }) => assert_eq!(origin, "c_corrupt.png"),
-            other => panic!("expected a corrupt frame, got {:?}", other.map(|f| f.origin)),
-        }
+        assert_eq!(once.len(), 3);
+        let first = once.grab().unwrap();
+        assert!(first.captured_at >= before && first.captured_at <= Instant::now());
+        assert_frame(Ok(first), "a/x.png");
+        assert_frame(once.grab(), "b.png");
+        assert_corrupt(once.grab(), "c_corrupt.png");
         assert!(matches!(once.grab(), Err(CaptureError::Exhausted { .. })));
+        assert!(matches!(once.grab(), Err(CaptureError::Exhausted { .. })));
+        // Looping: the same order again from the first file, the corrupt one included.
         let mut looping =
             ReplaySource::open(dir.path(), true, None, Duration::ZERO, Duration::ZERO).unwrap();
-        let origins: Vec<String> = (0..4)
-            .map(|_| looping.grab().map(|f| f.origin).unwrap_or_else(|e| e.to_string()))
-            .collect();
-        assert_eq!(origins[3], "a/x.png");
+        for _ in 0..2 {
+            assert_frame(looping.grab(), "a/x.png");
+            assert_frame(looping.grab(), "b.png");
+            assert_corrupt(looping.grab(), "c_corrupt.png");
+        }
     }
 
     #[test]
@@ -190,12 +221,14 @@ mod tests {
         let mut src =
             ReplaySource::open(dir.path(), true, Some(1), stall, Duration::from_millis(10))
                 .unwrap();
-        assert!(src.grab().is_ok());
+        assert_frame(src.grab(), "a.png");
         assert!(matches!(src.grab(), Err(CaptureError::Disconnected { .. })));
         assert!(src.reopen().is_err());
         std::thread::sleep(stall);
         assert!(src.reopen().is_ok());
-        assert!(src.grab().is_ok());
+        // The stall skipped no file and repeats none: the next one comes, then the loop.
+        assert_frame(src.grab(), "b.png");
+        assert_frame(src.grab(), "a.png");
     }
 
     #[test]

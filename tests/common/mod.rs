@@ -1,7 +1,9 @@
-//! Shared helpers for the integration tests: where the fetched real files are.
+//! Shared helpers for the integration tests: where the fetched real files are, and the
+//! real binary as a command.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::Output;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,6 +19,12 @@ pub fn lite0_weights() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The folder holding the fetched expert weights (what `CDO_MODELS_DIR` points the binary
+/// at); checks that the Lite0 file is there.
+pub fn models_dir() -> PathBuf {
+    lite0_weights().parent().unwrap().to_path_buf()
 }
 
 /// A real photograph fetched by scripts/fetch-sample-images.sh.
@@ -51,4 +59,47 @@ pub fn cdo_command() -> std::process::Command {
         }
         None => std::process::Command::new(bin),
     }
+}
+
+/// The largest |a - b| over all elements, as f32; the shapes must be equal.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "max_abs_diff: shapes differ");
+    max_abs(&(a - b).unwrap())
+}
+
+/// The largest |x| over all elements, as f32.
+pub fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// `cdo-inspect <verb> ...`: the real binary (through the emulator where there is one)
+/// with the verb as its first argument.
+pub fn cdo_verb(verb: &str) -> std::process::Command {
+    let mut c = cdo_command();
+    c.arg(verb);
+    c
+}
+
+/// What a run printed on stdout.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// What a run printed on stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Everything a run printed: stdout, then stderr (for assertion messages and searches).
+pub fn output_text(o: &Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
 }

@@ -159,11 +159,10 @@ pub enum DatasetError {
         defect: String,
         id: String,
     },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -193,9 +192,9 @@ fn root_is_category_hint(root: &Path) -> String {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DatasetError + '_ {
-    move |source| DatasetError::Io {
+    move |error| DatasetError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

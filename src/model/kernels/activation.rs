@@ -14,13 +14,7 @@ fn map_f32(
     layout: &Layout,
     f: impl Fn(f32) -> f32 + Sync,
 ) -> Result<(CpuStorage, Shape)> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("relu6: only f32 on the CPU fast path");
-    };
-    let data = match layout.contiguous_offsets() {
-        Some((a, b)) => &data[a..b],
-        None => candle_core::bail!("relu6: input must be contiguous"),
-    };
+    let data = super::cpu_f32("relu6", "input", storage, layout)?;
     let out: Vec<f32> = data.iter().map(|&v| f(v)).collect();
     Ok((CpuStorage::F32(out), layout.shape().clone()))
 }
@@ -84,12 +78,9 @@ struct BiasAct {
 }
 
 impl BiasAct {
-    /// The plane size, after checking that `l` is a contiguous N x C x H x W layout whose
-    /// C matches the biases; and the contiguous range.
-    fn plane(&self, l: &Layout) -> Result<(usize, usize, usize)> {
-        let Some((a, b)) = l.contiguous_offsets() else {
-            candle_core::bail!("bias-act: input must be contiguous");
-        };
+    /// The plane size, after checking that `l` is an N x C x H x W layout whose C matches
+    /// the biases.
+    fn plane(&self, l: &Layout) -> Result<usize> {
         let (_, c, h, w) = l.shape().dims4()?;
         if c != self.bias.len() || h * w == 0 {
             candle_core::bail!(
@@ -98,7 +89,7 @@ impl BiasAct {
                 self.bias.len()
             );
         }
-        Ok((h * w, a, b))
+        Ok(h * w)
     }
 
     /// One plane of channel `ch`: the same operations as `x + b` then the activation, so
@@ -120,11 +111,9 @@ impl CustomOp1 for BiasAct {
         "bias-act"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = s else {
-            candle_core::bail!("bias-act: only f32 on the CPU fast path");
-        };
-        let (plane, a, b) = self.plane(l)?;
-        let mut out = data[a..b].to_vec();
+        let data = super::cpu_f32("bias-act", "input", s, l)?;
+        let plane = self.plane(l)?;
+        let mut out = data.to_vec();
         out.par_chunks_mut(plane)
             .enumerate()
             .for_each(|(i, p)| self.apply_plane(i, p));
@@ -137,12 +126,9 @@ impl InplaceOp1 for BiasAct {
         "bias-act-in-place"
     }
     fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
-        let CpuStorage::F32(data) = s else {
-            candle_core::bail!("bias-act: only f32 on the CPU fast path");
-        };
-        let (plane, a, b) = self.plane(l)?;
-        data[a..b]
-            .par_chunks_mut(plane)
+        let data = super::cpu_f32_mut("bias-act", "input", s, l)?;
+        let plane = self.plane(l)?;
+        data.par_chunks_mut(plane)
             .enumerate()
             .for_each(|(i, p)| self.apply_plane(i, p));
         Ok(())
@@ -195,7 +181,8 @@ pub fn bias_act_in_place(y: Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use crate::test_util::{max_abs_diff, values};
+    use candle_core::{DType, Device, Var};
 
     #[test]
     fn fused_bias_act_is_bit_identical() {
@@ -235,15 +222,20 @@ mod tests {
             out.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             expected.flatten_all().unwrap().to_vec1::<f32>().unwrap()
         );
-        // With a gradient to track, candle's differentiable ops are used.
+        // With a gradient to track, candle's differentiable ops are used: the same values,
+        // and d/dy of sum(relu6(y + b)) is 1 where 0 < y + b < 6, else 0.
         let v = Var::from_tensor(&y).unwrap();
-        let g = bias_act(v.as_tensor(), &b, Act::Relu6)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        assert!(g.get(v.as_tensor()).is_some());
+        let out = bias_act(v.as_tensor(), &b, Act::Relu6).unwrap();
+        assert_eq!(values(&out), values(&bias_act(&y, &b, Act::Relu6).unwrap()));
+        let g = out.sum_all().unwrap().backward().unwrap();
+        let shifted = values(&y.broadcast_add(&b.reshape((1, 3, 1, 1)).unwrap()).unwrap());
+        let want: Vec<f32> = shifted
+            .iter()
+            .map(|&s| if s > 0.0 && s < 6.0 { 1.0 } else { 0.0 })
+            .collect();
+        let both_sides = want.contains(&0.0) && want.contains(&1.0);
+        assert!(both_sides, "the inputs fall on both sides of the clamp");
+        assert_eq!(values(g.get(v.as_tensor()).unwrap()), want);
     }
 
     #[test]
@@ -256,15 +248,7 @@ mod tests {
             .unwrap();
         let ours = relu6(x.as_tensor()).unwrap();
         let theirs = x.as_tensor().clamp(0f32, 6f32).unwrap();
-        let diff = (&ours - &theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(diff, 0.0);
+        assert_eq!(max_abs_diff(&ours, &theirs), 0.0);
         let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (theirs * &w)
             .unwrap()
@@ -272,14 +256,71 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap();
-        let (g1, g2) = (g1.get(&x).unwrap(), g2.get(&x).unwrap());
-        // Away from the kinks at exactly 0 and 6 the gradients agree.
-        let a: Vec<f32> = g1.flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = g2.flatten_all().unwrap().to_vec1().unwrap();
-        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        let (g1, g2) = (values(g1.get(&x).unwrap()), values(g2.get(&x).unwrap()));
+        // The input gradient of sum(relu6(x) * w) is w where 0 < x < 6 and 0 elsewhere,
+        // including at exactly 0 and 6 (`Relu6Grad`: the open interval). The inputs hit
+        // both kinks exactly (-4 + 0.25 i is exact in f32).
+        for (i, (&ours, &clamp)) in g1.iter().zip(&g2).enumerate() {
             let v = i as f32 * 0.25 - 4.0;
+            let want = if v > 0.0 && v < 6.0 { i as f32 } else { 0.0 };
+            assert_eq!(ours, want, "x = {v}");
+            // candle's clamp agrees away from the kinks (at them it picks its own side).
             if v != 0.0 && v != 6.0 {
-                assert_eq!(a, b, "x = {v}");
+                assert_eq!(ours, clamp, "x = {v}");
+            }
+        }
+        assert_eq!(g1[16], 0.0, "x = 0");
+        assert_eq!(g1[17], 17.0, "x = 0.25");
+        assert_eq!(g1[39], 39.0, "x = 5.75");
+        assert_eq!(g1[40], 0.0, "x = 6");
+    }
+
+    #[test]
+    fn relu6_gradient_is_one_inside_zero_outside() {
+        // d relu6(x) / dx directly: the backward of sum(relu6(x)), on values on both sides
+        // of both kinks, at the kinks, and at the extremes. (x, relu6(x), d/dx)
+        let cases: [(f32, f32, f32); 12] = [
+            (-1e30, 0.0, 0.0),
+            (-6.0, 0.0, 0.0),
+            (-1e-7, 0.0, 0.0),
+            (0.0, 0.0, 0.0),
+            (1e-7, 1e-7, 1.0),
+            (0.5, 0.5, 1.0),
+            (3.0, 3.0, 1.0),
+            (5.999_999_5, 5.999_999_5, 1.0),
+            (6.0, 6.0, 0.0),
+            (6.000_001, 6.0, 0.0),
+            (7.0, 6.0, 0.0),
+            (1e30, 6.0, 0.0),
+        ];
+        let xs: Vec<f32> = cases.iter().map(|c| c.0).collect();
+        let want: Vec<f32> = cases.iter().map(|c| c.2).collect();
+        let x = Var::from_slice(&xs, (1, 1, 3, 4), &Device::Cpu).unwrap();
+        let y = relu6(x.as_tensor()).unwrap();
+        assert_eq!(values(&y), cases.iter().map(|c| c.1).collect::<Vec<_>>());
+        let g = y.sum_all().unwrap().backward().unwrap();
+        assert_eq!(values(g.get(&x).unwrap()), want);
+        // A strided input is made contiguous first: the same gradient, in the input's order.
+        let t = Var::from_slice(&xs, (1, 1, 4, 3), &Device::Cpu).unwrap();
+        let g = relu6(&t.as_tensor().transpose(2, 3).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert_eq!(values(g.get(&t).unwrap()), want);
+        // Other dtypes go through candle's clamp: the same gradient away from the kinks.
+        let x64 = Var::from_tensor(&x.as_tensor().to_dtype(DType::F64).unwrap()).unwrap();
+        let g = relu6(x64.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g64 = values(g.get(&x64).unwrap());
+        for (i, (&got, &want)) in g64.iter().zip(&want).enumerate() {
+            if xs[i] != 0.0 && xs[i] != 6.0 {
+                assert_eq!(got, want, "f64, x = {}", xs[i]);
             }
         }
     }

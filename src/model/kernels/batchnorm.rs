@@ -361,6 +361,7 @@ pub fn batch_norm_train(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::max_abs_diff;
     use candle_core::{Device, Var};
 
     /// The same layer with candle's tensor ops, as the reference.
@@ -392,19 +393,6 @@ mod tests {
             .unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
-
     #[test]
     fn forward_backward_and_stats_match_tensor_ops() {
         let dev = Device::Cpu;
@@ -419,7 +407,7 @@ mod tests {
             let theirs = act
                 .apply(&reference(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps))
                 .unwrap();
-            assert!(max_diff(&out.y, &theirs) < 1e-5, "{act:?}");
+            assert!(max_abs_diff(&out.y, &theirs) < 1e-5, "{act:?}");
             let g1 = (&out.y * &probe)
                 .unwrap()
                 .sum_all()
@@ -433,7 +421,7 @@ mod tests {
                 .backward()
                 .unwrap();
             for v in [&x, &w, &b] {
-                let d = max_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+                let d = max_abs_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
                 assert!(d < 1e-4, "{act:?}: gradient differs by {d}");
             }
             let rmean = x
@@ -456,7 +444,7 @@ mod tests {
                 .unwrap()
                 .mean(1)
                 .unwrap();
-            assert!(max_diff(&out.mean, &rmean) < 1e-5 && max_diff(&out.var, &rvar) < 1e-4);
+            assert!(max_abs_diff(&out.mean, &rmean) < 1e-5 && max_abs_diff(&out.var, &rvar) < 1e-4);
             assert!(!out.mean.track_op() && !out.var.track_op());
         }
     }

@@ -617,6 +617,7 @@ pub(crate) static POOL: Pool<f32> = Pool::new();
 mod tests {
     use super::*;
     use crate::model::kernels::depthwise::depthwise_conv2d;
+    use crate::test_util::{max_abs, max_abs_diff};
     use candle_core::Device;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -719,9 +720,8 @@ mod tests {
                 want.dims(),
                 "case {cin}/{mid}/{cout} k{k} s{s} {h}x{w}"
             );
-            let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
-            let diff: f32 = diff.to_scalar().unwrap();
-            let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            let diff = max_abs_diff(&got, &want);
+            let scale = max_abs(&want);
             assert!(
                 diff <= 1e-5 * scale.max(1.0),
                 "case {cin}/{mid}/{cout} k{k} s{s} {h}x{w}: max diff {diff} (scale {scale})"

@@ -31,3 +31,19 @@ pub(crate) fn cpu_f32<'a>(
         None => candle_core::bail!("{op}: {what} must be contiguous"),
     }
 }
+
+/// [`cpu_f32`] for an op that writes its operand in place.
+pub(crate) fn cpu_f32_mut<'a>(
+    op: &str,
+    what: &str,
+    s: &'a mut candle_core::CpuStorage,
+    l: &candle_core::Layout,
+) -> candle_core::Result<&'a mut [f32]> {
+    let candle_core::CpuStorage::F32(d) = s else {
+        candle_core::bail!("{op}: {what} must be f32");
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&mut d[a..b]),
+        None => candle_core::bail!("{op}: {what} must be contiguous"),
+    }
+}

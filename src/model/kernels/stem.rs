@@ -262,6 +262,7 @@ impl CustomOp1 for FusedStem {
 mod tests {
     use super::*;
     use crate::model::kernels::im2col;
+    use crate::test_util::max_abs_diff;
     use candle_core::Device;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -303,14 +304,7 @@ mod tests {
             let stem = FusedStem::new(cin, 3, 2, conv).unwrap();
             let got = stem.forward(&x).unwrap();
             assert_eq!(got.dims(), want.dims());
-            let diff: f32 = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = max_abs_diff(&got, &want);
             assert!(diff < 1e-5, "{cin}->{cout} {h}x{w}: max diff {diff}");
         }
     }
