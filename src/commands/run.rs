@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::station::daemon::{run_station, RunOptions};
+use crate::station::daemon::{run_station, RunOptions, StationFailed};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -22,8 +22,18 @@ pub fn run(args: RunArgs) -> Result<i32> {
             return Ok(1);
         }
     };
-    run_station(cfg, RunOptions { config_path: Some(args.config), echo_parts: false })?;
-    Ok(0)
+    match run_station(cfg, RunOptions { config_path: Some(args.config), echo_parts: false }) {
+        Ok(_) => Ok(0),
+        // A station that ended in failure exits with its own status (a dead stage 70,
+        // unwritten records 74, a stage that would not stop 75), after logging why.
+        Err(e) => match e.downcast_ref::<StationFailed>() {
+            Some(failed) => {
+                log::error!("{failed}");
+                Ok(failed.code)
+            }
+            None => Err(e),
+        },
+    }
 }
 
 /// The log filter the station file asks for ("info" when it cannot be read: the

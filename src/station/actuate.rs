@@ -2,6 +2,11 @@
 //! trigger + delay on the monotonic clock. Every trigger is announced here first
 //! (`Expect`), so a part whose verdict is not ready when its pulse must start is rejected
 //! anyway: a bad part never passes because the computer was slow.
+//!
+//! Nor because its record may be lost: while the records or the journal cannot be
+//! written ([`RecordsHealth`]), every part whose pulse is due is rejected, fail-safe, with
+//! that reason in its record (which waits in the recorder's backlog). The actuator itself
+//! needs no disk, so the rejects keep firing.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,8 +17,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::decide::Verdict;
 use super::boundary::DigitalOut;
-use super::part::{read_live, Heartbeat, Part, SharedLive};
-use super::records::PulseRecord;
+use super::part::{inject_panic, read_live, Heartbeat, Part, SharedLive};
+use super::records::{PulseRecord, RecordsHealth};
 
 /// A trigger, announced as soon as it happens.
 #[derive(Debug, Clone)]
@@ -23,6 +28,8 @@ pub struct Expect {
     pub triggered_at: Instant,
     pub triggered_wall: SystemTime,
     pub due: Instant,
+    /// SHA-256 of the station file in effect at the trigger.
+    pub station_sha256: Option<Arc<str>>,
 }
 
 pub enum ToActuator {
@@ -64,12 +71,15 @@ pub struct Actuator {
     /// Set at the end of the drain timeout: record what is left and stop.
     pub abort: Arc<AtomicBool>,
     pub gpio_errors: Arc<AtomicU64>,
+    /// Whether records can be written; while not, every part is rejected.
+    pub health: Arc<RecordsHealth>,
 }
 
 impl Actuator {
     pub fn run(self) {
-        let Actuator { reject, pass, live, inbox, recorder, heartbeat, abort, gpio_errors } =
+        let Actuator { reject, pass, live, inbox, recorder, heartbeat, abort, gpio_errors, health } =
             self;
+        let mut handled = 0u64;
         raise_priority();
         let mut reject = Output { line: reject, release_at: None };
         let mut pass = pass.map(|line| Output { line, release_at: None });
@@ -78,7 +88,7 @@ impl Actuator {
         let set = |out: &mut Output, on: bool| {
             if let Err(e) = out.line.set(on) {
                 gpio_errors.fetch_add(1, Ordering::Relaxed);
-                log::error!("{e}");
+                log::error!("{}", crate::text::for_log(&e.to_string()));
             }
         };
         set(&mut reject, false);
@@ -95,6 +105,12 @@ impl Actuator {
                     continue;
                 }
                 let l = read_live(&live);
+                if health.failing() {
+                    if let Some(part) = p.part.take() {
+                        let why = health.fault().unwrap_or_default();
+                        p.part = Some(Box::new((*part).fail(format!("records cannot be written: {why}"))));
+                    }
+                }
                 let verdict = p.part.as_ref().map_or(Verdict::Reject, |part| part.verdict());
                 p.late = p.part.is_none();
                 let (out, name, width) = match verdict {
@@ -153,16 +169,20 @@ impl Actuator {
                 Ok(ToActuator::Expect(e)) => {
                     pending.insert(e.id, Pending { expect: e, part: None, fired: None, late: false });
                 }
-                Ok(ToActuator::Done(part)) => match pending.get_mut(&part.id) {
-                    Some(p) if p.fired.is_some() => {
-                        p.part = Some(part);
-                        let id = p.expect.id;
-                        let p = pending.remove(&id).expect("just found");
-                        let _ = recorder.send(finish(p, None));
+                Ok(ToActuator::Done(part)) => {
+                    handled += 1;
+                    inject_panic("actuator", handled);
+                    match pending.get_mut(&part.id) {
+                        Some(p) if p.fired.is_some() => {
+                            p.part = Some(part);
+                            let id = p.expect.id;
+                            let p = pending.remove(&id).expect("just found");
+                            let _ = recorder.send(finish(p, None));
+                        }
+                        Some(p) => p.part = Some(part),
+                        None => log::error!("part {} finished but was never announced", part.id),
                     }
-                    Some(p) => p.part = Some(part),
-                    None => log::error!("part {} finished but was never announced", part.id),
-                },
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => inbox_open = false,
             }

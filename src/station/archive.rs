@@ -1,6 +1,11 @@
 //! Images and heatmap overlays of rejected parts (and a sample of passes), with a
 //! retention limit in files and bytes: the oldest go first. A failed write (full disk)
 //! is reported to the caller and leaves no partial file; the station goes on.
+//!
+//! Names never collide: the recorder names a part's files after its capture time (to the
+//! millisecond) and its id, which is unique for the station's life, and [`Archive::store`]
+//! still adds `-2`, `-3`… when a name is taken (a records folder reset to id 1, a clock
+//! set back), so no stored image is ever overwritten.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -48,13 +53,24 @@ impl Archive {
         Ok(archive)
     }
 
-    /// Stores a part's frame and overlay; returns the files written.
+    /// Stores a part's frame and overlay under `stem` (or `stem-2`, `stem-3`… when that
+    /// name is taken); returns the files written.
     pub fn store(
         &mut self,
         stem: &str,
         frame: &RgbImage,
         overlay: Option<&RgbImage>,
     ) -> Result<Vec<PathBuf>, String> {
+        let taken = |s: &str| {
+            [format!("{s}.png"), format!("{s}_overlay.png")]
+                .iter()
+                .any(|n| std::fs::symlink_metadata(self.dir.join(n)).is_ok())
+        };
+        let mut stem = stem.to_string();
+        if taken(&stem) {
+            let free = (2..10_000).map(|i| format!("{stem}-{i}")).find(|s| !taken(s));
+            stem = free.ok_or_else(|| format!("archive: no free name for {stem}"))?;
+        }
         let mut written = Vec::new();
         let mut items = vec![(self.dir.join(format!("{stem}.png")), frame)];
         if let Some(o) = overlay {
@@ -81,7 +97,7 @@ impl Archive {
         while self.entries.len() as u64 > self.max_files || self.bytes > self.max_bytes {
             let Some((path, size)) = self.entries.pop_front() else { break };
             if let Err(e) = std::fs::remove_file(&path) {
-                log::warn!("archive: cannot delete {}: {e}", path.display());
+                log::warn!("archive: cannot delete {}: {e}", crate::text::for_log(&path.display().to_string()));
             }
             self.bytes -= size;
         }
@@ -119,6 +135,25 @@ mod tests {
         let reopened = Archive::open(dir.path(), 100, one).unwrap();
         assert_eq!(reopened.files(), 1);
         assert!(reopened.bytes() <= one);
+    }
+
+    #[test]
+    fn a_taken_name_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path(), 100, u64::MAX).unwrap();
+        let a = RgbImage::new(4, 4);
+        let b = RgbImage::from_pixel(4, 4, image::Rgb([255, 0, 0]));
+        let first = archive.store("p", &a, Some(&a)).unwrap();
+        let second = archive.store("p", &b, None).unwrap();
+        let third = archive.store("p", &b, Some(&b)).unwrap();
+        let names = |v: &[PathBuf]| -> Vec<String> {
+            v.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
+        };
+        assert_eq!(names(&first), ["p.png", "p_overlay.png"]);
+        assert_eq!(names(&second), ["p-2.png"]);
+        assert_eq!(names(&third), ["p-3.png", "p-3_overlay.png"]);
+        assert_eq!(crate::imageio::load_rgb(&first[0]).unwrap(), a);
+        assert_eq!(archive.files(), 5);
     }
 
     #[test]

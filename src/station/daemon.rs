@@ -1,6 +1,14 @@
-//! Station lifecycle: open the model and hardware, start one thread per stage, hand them
-//! to the supervisor (`supervisor.rs`: ready, watchdog, fault output, counters, SIGHUP
-//! reload, SIGTERM drain) and report once it has stopped.
+//! Station lifecycle: open the model and hardware, account for the parts the last run
+//! left unrecorded (`journal.rs`), start one thread per stage, hand them to the supervisor
+//! (`supervisor.rs`: ready, watchdog, fault output, counters, SIGHUP reload, SIGTERM
+//! drain, dead stages) and report once it has stopped.
+//!
+//! How a run ends: `Ok` after a clean stop (every part recorded); otherwise, after the
+//! station has stopped, an error [`StationFailed`] (the process exits non-zero, so that
+//! systemd's `Restart=on-failure` restarts it): a stage died (panicked or ended unasked;
+//! the fault output is left raised), a stage did not stop within the drain timeout and
+//! its grace, or records were still unwritten at the end (their parts stay in the
+//! journal and get a record at the next start).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,16 +23,36 @@ use super::archive::Archive;
 use super::counters::Counters;
 use super::backends::{open_camera, Gpio};
 use super::boundary::DigitalOut;
+use super::identity::{file_sha256, model_sha256, RunIdentity, VERSION};
+use super::journal::{self, Journal};
 use super::notify::{watchdog_interval, Notifier};
+use super::lock::StationLock;
 use super::part::{read_live, Heartbeat, Live, SharedLive};
-use super::supervisor::{Settings, Station, Supervisor};
+use super::preflight;
+use super::supervisor::{Ended, Settings, Station, Supervisor};
 use super::recorder::Recorder;
-use super::records::RecordLog;
+use super::records::{record_text, RecordLog, RecordsHealth};
 use super::stages::{CaptureStage, InferStage, StageCounts, TriggerSource, TriggerStage};
-use crate::infer::default_models_dir;
-use crate::platform::device::open_device;
 use crate::config::{LightMode, StationConfig, TriggerMode};
-use crate::infer::Detector;
+use crate::text::{escape_controls, for_log};
+
+/// Exit status for a stage that died (EX_SOFTWARE).
+pub const EXIT_STAGE_FAILED: i32 = 70;
+/// Exit status for records still unwritten at the end (EX_IOERR).
+pub const EXIT_RECORDS_UNWRITTEN: i32 = 74;
+/// Exit status for a stage that did not stop in time (EX_TEMPFAIL).
+pub const EXIT_GAVE_UP: i32 = 75;
+
+/// A run that ended in error, after the station stopped: why (control characters
+/// escaped), and the exit status it asks for. Returned as the error of [`run_station`];
+/// `main` exits 1 on any error, which is enough for `Restart=on-failure`, and a caller
+/// that wants the distinct status downcasts to this type.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StationFailed {
+    pub code: i32,
+    pub message: String,
+}
 
 pub struct RunOptions {
     /// The station file, for SIGHUP reloads.
@@ -48,16 +76,29 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing signal handlers")?;
 
-    let device = open_device(cfg.model.device)?;
-    let models_dir = cfg.model.models_dir.clone().unwrap_or_else(default_models_dir);
-    let detector = Detector::load(&cfg.model.bundle, cfg.model.expert.as_deref(), &models_dir, &device)
-        .with_context(|| format!("loading model {}", cfg.model.bundle.display()))?;
-    // The first inference allocates and initialises everything: do it before READY so
-    // the first part is not late because of it.
-    let size = detector.meta.input_size;
-    detector
-        .infer(&[image::RgbImage::new(size, size)])
-        .context("warm-up inference")?;
+    // One daemon per station, decided before anything touches the records.
+    let _lock = StationLock::acquire(&cfg.records.dir)?;
+    // The start-up checks `check-config` runs, so that its OK means this start succeeds;
+    // they load the model and run its first inference (which allocates and initialises
+    // everything, so the first part is not late because of it).
+    let checked = preflight::check(&cfg);
+    if !checked.problems.is_empty() {
+        let list: Vec<String> = checked.problems.iter().map(|p| format!("  {}", escape_controls(&p.to_string()))).collect();
+        anyhow::bail!("the station cannot start:\n{}", list.join("\n"));
+    }
+    let detector = checked.detector.context("the start-up checks loaded no model")?;
+    // What every record says the parts were inspected with. The model is hashed once,
+    // as loaded (a bundle is replaced whole, by a rename, never changed in place).
+    let run_identity = RunIdentity {
+        model_sha256: model_sha256(&cfg.model.bundle)
+            .with_context(|| format!("hashing model {}", cfg.model.bundle.display()))?,
+        station_sha256: opts
+            .config_path
+            .as_deref()
+            .map(|p| file_sha256(p).with_context(|| format!("hashing {}", p.display())))
+            .transpose()?,
+        version: VERSION.to_string(),
+    };
     let calibration = detector.meta.calibration.clone();
     let calibrated = match (cfg.decision.threshold, &calibration) {
         (Some(t), _) => t,
@@ -67,7 +108,9 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
             cfg.model.bundle.display()
         ),
     };
-    let live: SharedLive = Arc::new(RwLock::new(Live::from_config(&cfg, calibrated)));
+    let mut first_live = Live::from_config(&cfg, calibrated);
+    first_live.station_sha256 = run_identity.station_sha256.as_deref().map(Arc::from);
+    let live: SharedLive = Arc::new(RwLock::new(first_live));
     let threshold = read_live(&live).decider.threshold;
     // Overlay colours as `infer` draws them: normal mean cold, the threshold mid-scale.
     let lo = calibration.as_ref().map_or(threshold * 0.5, |c| c.mean).min(threshold * 0.5);
@@ -99,8 +142,11 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         TriggerMode::FreeRun => TriggerSource::FreeRun,
         TriggerMode::Replay => TriggerSource::Replay(replay_frames),
     };
-    let records = RecordLog::open(&cfg.records.dir, cfg.records.max_bytes, cfg.records.keep)?;
+    let station_name = record_text(&cfg.station.name);
+    let mut records = RecordLog::open(&cfg.records.dir, cfg.records.max_bytes, cfg.records.keep)?;
     let records_path = records.path();
+    let journal = Arc::new(Mutex::new(start_journal(&mut records, &station_name, &run_identity)?));
+    let health = Arc::new(RecordsHealth::default());
     let archive = if cfg.archive.rejects || cfg.archive.pass_every > 0 {
         Some(Archive::open(&cfg.archive.dir, cfg.archive.max_files, cfg.archive.max_bytes).map_err(anyhow::Error::msg)?)
     } else {
@@ -108,15 +154,18 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
     };
 
     log::info!(
-        "station {}: model {} ({}, threshold {threshold:.5}), camera {}, trigger {:?}, reject {} after {} ms for {} ms",
-        cfg.station.name,
-        cfg.model.bundle.display(),
+        "station {}: cdo-inspect {VERSION}, model {} ({}, sha256 {}, threshold {threshold:.5}), station file sha256 {}, camera {}, trigger {:?}, reject {} after {} ms for {} ms, part ids from {}",
+        for_log(&cfg.station.name),
+        for_log(&cfg.model.bundle.display().to_string()),
         detector.meta.backbone,
-        camera.describe(),
+        run_identity.model_sha256,
+        run_identity.station_sha256.as_deref().unwrap_or("-"),
+        for_log(&camera.describe()),
         cfg.trigger.mode,
         cfg.outputs.reject.line,
         cfg.outputs.reject_delay.as_millis(),
         cfg.outputs.reject_pulse.as_millis(),
+        journal.lock().unwrap_or_else(|p| p.into_inner()).next_id(),
     );
 
     // Wiring: trigger → capture → infer → actuator → recorder.
@@ -139,8 +188,11 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         std::thread::Builder::new().name(name.into()).spawn(f).context("starting a stage thread")
     };
     let recorder = Recorder {
-        station: cfg.station.name.clone(),
+        station: station_name.clone(),
+        run: run_identity.clone(),
         log: records,
+        journal: journal.clone(),
+        health: health.clone(),
         archive,
         archive_rejects: cfg.archive.rejects,
         archive_pass_every: cfg.archive.pass_every,
@@ -160,8 +212,9 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         heartbeat: beats[3].clone(),
         abort: abort.clone(),
         gpio_errors: gpio_errors.clone(),
+        health: health.clone(),
     };
-    spawn("actuator", Box::new(move || actuator.run()))?;
+    let actuator_thread = spawn("actuator", Box::new(move || actuator.run()))?;
     let infer = InferStage {
         detector,
         live: live.clone(),
@@ -170,7 +223,7 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         counts: counts.clone(),
         heartbeat: beats[2].clone(),
     };
-    spawn("infer", Box::new(move || infer.run()))?;
+    let infer_thread = spawn("infer", Box::new(move || infer.run()))?;
     let capture = CaptureStage {
         camera,
         strobe,
@@ -183,7 +236,7 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         reconnect_initial: cfg.camera.reconnect_initial,
         reconnect_max: cfg.camera.reconnect_max,
     };
-    spawn("capture", Box::new(move || capture.run()))?;
+    let capture_thread = spawn("capture", Box::new(move || capture.run()))?;
     let trigger = TriggerStage {
         source: trigger,
         live: live.clone(),
@@ -192,6 +245,8 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         stop: stop.clone(),
         counts: counts.clone(),
         heartbeat: beats[0].clone(),
+        journal: journal.clone(),
+        health: health.clone(),
     };
     let trigger_thread = spawn("trigger", Box::new(move || trigger.run()))?;
 
@@ -199,7 +254,7 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
     // the station from here until it has stopped.
     let notifier = Notifier::from_env();
     let settings = Settings {
-        station: cfg.station.name.clone(),
+        station: station_name.clone(),
         watchdog: watchdog_interval(),
         status: notifier.active(),
         stall_timeout: cfg.pipeline.stall_timeout,
@@ -213,8 +268,16 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         stop,
         hup,
         abort,
-        recorder_thread,
-        trigger_thread,
+        threads: vec![
+            ("trigger", Some(trigger_thread)),
+            ("capture", Some(capture_thread)),
+            ("infer", Some(infer_thread)),
+            ("actuator", Some(actuator_thread)),
+            ("recorder", Some(recorder_thread)),
+        ],
+        trigger_ended: false,
+        recorder_ended: false,
+        health: health.clone(),
         beats,
         counts,
         counters,
@@ -223,13 +286,65 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         ready,
         fault,
     };
-    Supervisor::start(settings, Instant::now(), &mut station).run(&mut station);
+    let ended = Supervisor::start(settings, Instant::now(), &mut station).run(&mut station);
 
     set_line(&mut station.ready, false);
     set_line(&mut always_on, false);
     let counters = station.counters();
-    log::info!("station {} stopped; counters: {counters}", cfg.station.name);
-    Ok(RunSummary { counters, records: records_path })
+    log::info!("station {} stopped; counters: {counters}", for_log(&cfg.station.name));
+    let unwritten = health.unwritten.load(Ordering::Relaxed);
+    // The caller logs the error (escaped here: it may quote a panic message).
+    let failed = |code, message: String| -> Result<RunSummary> {
+        Err(StationFailed { code, message: escape_controls(&message) }.into())
+    };
+    match ended {
+        Ended::Failed(why) => failed(EXIT_STAGE_FAILED, format!("station stopped: {why}")),
+        Ended::GaveUp => failed(EXIT_GAVE_UP, "station stopped: a stage did not stop within the drain timeout".into()),
+        Ended::Recorded if unwritten > 0 => failed(
+            EXIT_RECORDS_UNWRITTEN,
+            format!("station stopped with {unwritten} records unwritten (they are in the journal)"),
+        ),
+        Ended::Recorded => {
+            // Every part is recorded: leave a journal with none open.
+            if let Err(e) = journal.lock().unwrap_or_else(|p| p.into_inner()).compact() {
+                log::warn!("{}", for_log(&e));
+            }
+            Ok(RunSummary { counters, records: records_path })
+        }
+    }
+}
+
+/// Gives every part the last run journalled but never recorded its record (rejected,
+/// fail-safe: see `journal.rs`), then starts this run's journal, ids continuing. A
+/// station that cannot write them does not start (systemd retries).
+fn start_journal(records: &mut RecordLog, station: &str, run: &RunIdentity) -> Result<Journal> {
+    let dir = records.dir().to_path_buf();
+    let recovered = journal::recover(&dir)?;
+    if !recovered.unrecorded.is_empty() {
+        for u in &recovered.unrecorded {
+            records.append(&u.record(station)).context("recording the parts the last run left")?;
+        }
+        let ids: Vec<String> = recovered.unrecorded.iter().take(20).map(|u| u.id.to_string()).collect();
+        let more = recovered.unrecorded.len().saturating_sub(ids.len());
+        log::warn!(
+            "records: {} parts triggered before the station last stopped had no record (crash?); recorded them as rejected, fail-safe: ids {}{}",
+            recovered.unrecorded.len(),
+            ids.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        );
+    }
+    Ok(Journal::start(&dir, run.clone(), recovered.next_id)?)
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let text = match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(s) => s.to_string(),
+            Err(_) => "(no message)".to_string(),
+        },
+    };
+    record_text(&text)
 }
 
 /// The running station as the supervisor sees and drives it: the stage threads, the flags
@@ -242,8 +357,11 @@ struct Running<'a> {
     stop: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
     abort: Arc<AtomicBool>,
-    recorder_thread: JoinHandle<()>,
-    trigger_thread: JoinHandle<()>,
+    /// The stage threads in pipeline order; taken (joined) once finished.
+    threads: Vec<(&'static str, Option<JoinHandle<()>>)>,
+    trigger_ended: bool,
+    recorder_ended: bool,
+    health: Arc<RecordsHealth>,
     beats: [Arc<Heartbeat>; 5],
     counts: Arc<StageCounts>,
     counters: Arc<Mutex<Counters>>,
@@ -255,7 +373,30 @@ struct Running<'a> {
 
 impl Station for Running<'_> {
     fn recorder_finished(&self) -> bool {
-        self.recorder_thread.is_finished()
+        self.recorder_ended
+    }
+
+    /// Joins the threads that have finished (at once: they have), with the panic message
+    /// of one that panicked.
+    fn ended_stages(&mut self) -> Vec<(&'static str, Option<String>)> {
+        let mut ended = Vec::new();
+        for (name, slot) in &mut self.threads {
+            if !slot.as_ref().is_some_and(|h| h.is_finished()) {
+                continue;
+            }
+            let Some(handle) = slot.take() else { continue };
+            ended.push((*name, handle.join().err().map(panic_message)));
+            match *name {
+                "trigger" => self.trigger_ended = true,
+                "recorder" => self.recorder_ended = true,
+                _ => {}
+            }
+        }
+        ended
+    }
+
+    fn records_fault(&self) -> Option<String> {
+        self.health.fault()
     }
 
     fn take_reload_request(&mut self) -> bool {
@@ -263,7 +404,7 @@ impl Station for Running<'_> {
     }
 
     fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.trigger_thread.is_finished()
+        self.stop.load(Ordering::Relaxed) || self.trigger_ended
     }
 
     fn silences(&self) -> Vec<(&'static str, Duration)> {
@@ -315,16 +456,17 @@ impl Station for Running<'_> {
         set_line(&mut self.fault, on);
     }
 
-    /// Logged from here, so the lines keep this module as their target.
+    /// Logged from here, so the lines keep this module as their target; escaped, so no
+    /// text in it (a station name, a panic message) can start a line of its own.
     fn log(&mut self, level: log::Level, message: &str) {
-        log::log!(level, "{message}");
+        log::log!(level, "{}", escape_controls(message));
     }
 }
 
 fn set_line(line: &mut Option<Box<dyn DigitalOut>>, on: bool) {
     if let Some(l) = line.as_mut() {
         if let Err(e) = l.set(on) {
-            log::error!("{e}");
+            log::error!("{}", for_log(&e.to_string()));
         }
     }
 }
@@ -342,16 +484,36 @@ fn reload(path: &Option<PathBuf>, cfg: &StationConfig, live: &SharedLive, calibr
             if !restart.is_empty() {
                 log::warn!(
                     "{}: changed but needs a restart: {}",
-                    path.display(),
+                    for_log(&path.display().to_string()),
                     restart.join(", ")
                 );
             }
             let threshold = new.decision.threshold.or(calibrated).unwrap_or(read_live(live).decider.threshold);
-            *live.write().unwrap_or_else(|p| p.into_inner()) = Live::from_config(&new, threshold);
-            log::info!("{}: reloaded; decision and timing apply from the next part", path.display());
+            let mut next = Live::from_config(&new, threshold);
+            // The records of the parts decided from now on name the file as it is now.
+            next.station_sha256 = match file_sha256(path) {
+                Ok(sha) => Some(Arc::from(sha)),
+                Err(e) => {
+                    log::warn!("{}: cannot hash it: {e}", for_log(&path.display().to_string()));
+                    None
+                }
+            };
+            let sha = next.station_sha256.as_deref().unwrap_or("-").to_string();
+            *live.write().unwrap_or_else(|p| p.into_inner()) = next;
+            log::info!(
+                "{}: reloaded (sha256 {sha}); decision and timing apply from the next part",
+                for_log(&path.display().to_string())
+            );
         }
         Err(errors) => {
-            log::error!("{}: reload refused, keeping the running settings:\n{errors}", path.display());
+            // One error a line, each indented and escaped: no line can pass for a log entry.
+            let lines: Vec<String> =
+                errors.to_string().lines().map(|l| format!("  {}", escape_controls(l))).collect();
+            log::error!(
+                "{}: reload refused, keeping the running settings:\n{}",
+                for_log(&path.display().to_string()),
+                lines.join("\n")
+            );
         }
     }
 }

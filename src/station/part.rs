@@ -12,6 +12,7 @@ use crate::config::StationConfig;
 use crate::infer::Inference;
 
 pub struct Part {
+    /// Unique for the station's life (`journal.rs`).
     pub id: u64,
     /// "gpio", "timer" or "replay".
     pub trigger: &'static str,
@@ -20,9 +21,13 @@ pub struct Part {
     /// When its pulse must start: trigger + reject delay, fixed at the trigger.
     pub due: Instant,
     pub frame: Option<Frame>,
+    /// Where its frame came from: the frame's origin, or a corrupt frame's.
+    pub origin: Option<String>,
     pub inference: Option<Inference>,
     pub decision: Option<Decision>,
     pub threshold: f32,
+    /// SHA-256 of the station file whose settings decided it (updated with `threshold`).
+    pub station_sha256: Option<Arc<str>>,
     /// Set when the part is rejected without a normal verdict, with the reason.
     pub fail_safe: Option<String>,
     pub latency: Latency,
@@ -31,19 +36,20 @@ pub struct Part {
 }
 
 impl Part {
-    pub fn new(id: u64, trigger: &'static str, at: Instant, delay: Duration, threshold: f32) -> Self {
-        // The wall-clock time of a past monotonic instant (a kernel edge timestamp).
-        let wall = SystemTime::now() - Instant::now().saturating_duration_since(at);
+    /// A part triggered at `at` (wall-clock `wall`, see [`wall_time`]) under `live`.
+    pub fn new(id: u64, trigger: &'static str, at: Instant, wall: SystemTime, live: &Live) -> Self {
         Part {
             id,
             trigger,
             triggered_at: at,
             triggered_wall: wall,
-            due: at + delay,
+            due: at + live.reject_delay,
             frame: None,
+            origin: None,
             inference: None,
             decision: None,
-            threshold,
+            threshold: live.decider.threshold,
+            station_sha256: live.station_sha256.clone(),
             fail_safe: None,
             latency: Latency::default(),
             queued_at: Instant::now(),
@@ -67,6 +73,11 @@ impl Part {
     }
 }
 
+/// The wall-clock time of a past monotonic instant (a kernel edge timestamp).
+pub fn wall_time(at: Instant) -> SystemTime {
+    SystemTime::now() - Instant::now().saturating_duration_since(at)
+}
+
 /// Settings that apply to the next part when the station file is reloaded.
 #[derive(Debug, Clone)]
 pub struct Live {
@@ -78,6 +89,8 @@ pub struct Live {
     pub rate_hz: f64,
     pub counters_every: Duration,
     pub inject_infer_delay: Duration,
+    /// SHA-256 of the station file these settings came from (set by the daemon).
+    pub station_sha256: Option<Arc<str>>,
 }
 
 impl Live {
@@ -91,6 +104,7 @@ impl Live {
             rate_hz: cfg.trigger.rate_hz,
             counters_every: cfg.logging.counters_every,
             inject_infer_delay: cfg.pipeline.inject_infer_delay,
+            station_sha256: None,
         }
     }
 }
@@ -136,6 +150,23 @@ impl Heartbeat {
         }
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// Fault injection for the tests: `CDO_INJECT_PANIC=<stage>:<n>` makes that stage's
+/// thread panic when it handles its n-th part (1 = the first), as a bug would. Read once;
+/// unset (as always in production) it costs one comparison per part.
+pub fn inject_panic(stage: &str, handled: u64) {
+    static PLAN: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+    let plan = PLAN.get_or_init(|| {
+        let v = std::env::var("CDO_INJECT_PANIC").ok()?;
+        let (s, n) = v.split_once(':')?;
+        Some((s.to_string(), n.parse().ok()?))
+    });
+    if let Some((s, n)) = plan {
+        if s == stage && *n == handled {
+            panic!("injected fault (CDO_INJECT_PANIC) at part {handled}");
+        }
     }
 }
 

@@ -2,18 +2,24 @@
 //! (sensor input, camera and light, model) and passes parts on through bounded channels.
 //! A part that cannot go on (queue full, camera fault, corrupt frame, inference error)
 //! goes straight to the actuator marked fail-safe, with the reason.
+//!
+//! The trigger stage takes each part's id from the journal (`journal.rs`), which writes
+//! it down before the part goes anywhere, so that a crash cannot lose a part uncounted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::actuate::{Expect, ToActuator};
 use super::boundary::{CaptureError, DigitalIn, DigitalOut, FrameSource, InputEdge};
-use super::part::{ms, read_live, Heartbeat, Part, SharedLive};
+use super::journal::{self, Journal};
+use super::part::{inject_panic, ms, read_live, wall_time, Heartbeat, Part, SharedLive};
+use super::records::RecordsHealth;
 use crate::infer::Detector;
 use crate::infer::preprocess::image_to_chw;
+use crate::text::for_log;
 
 /// How long a stage waits for work before it beats its heartbeat again.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -46,11 +52,14 @@ pub struct TriggerStage {
     pub stop: Arc<AtomicBool>,
     pub counts: Arc<StageCounts>,
     pub heartbeat: Arc<Heartbeat>,
+    /// Hands out the part ids and journals each part.
+    pub journal: Arc<Mutex<Journal>>,
+    /// Told when the journal cannot be written (the actuator then rejects every part).
+    pub health: Arc<RecordsHealth>,
 }
 
 impl TriggerStage {
     pub fn run(mut self) {
-        let mut next_id = 1u64;
         let mut next_tick = Instant::now();
         let mut emitted = 0usize;
         while !self.stop.load(Ordering::Relaxed) {
@@ -62,7 +71,7 @@ impl TriggerStage {
                     Ok(Some(ev)) if ev.edge == InputEdge::Asserted => ("gpio", ev.at),
                     Ok(_) => continue,
                     Err(e) => {
-                        log::error!("trigger input: {e}");
+                        log::error!("trigger input: {}", for_log(&e.to_string()));
                         std::thread::sleep(IDLE_POLL);
                         continue;
                     }
@@ -93,14 +102,21 @@ impl TriggerStage {
                 }
             };
             emitted += 1;
-            let part = Part::new(next_id, kind, at, live.reject_delay, live.decider.threshold);
-            next_id += 1;
+            inject_panic("trigger", emitted as u64);
+            let wall = wall_time(at);
+            // Journalled before the actuator hears of it; a part the journal could not
+            // take is still inspected, and rejected while the journal fails.
+            let (id, journalled) =
+                self.journal.lock().unwrap_or_else(|p| p.into_inner()).begin(kind, wall);
+            journal::report(&self.health, &journalled);
+            let part = Part::new(id, kind, at, wall, &live);
             let expect = Expect {
                 id: part.id,
                 trigger: kind,
                 triggered_at: part.triggered_at,
                 triggered_wall: part.triggered_wall,
                 due: part.due,
+                station_sha256: part.station_sha256.clone(),
             };
             if self.to_actuator.send(ToActuator::Expect(expect)).is_err() {
                 break;
@@ -133,13 +149,14 @@ impl CaptureStage {
     pub fn run(mut self) {
         let mut backoff = self.reconnect_initial;
         let mut retry_at: Option<Instant> = None;
+        let mut handled = 0u64;
         loop {
             self.heartbeat.beat();
             if let Some(at) = retry_at {
                 if Instant::now() >= at {
                     match self.camera.reopen() {
                         Ok(()) => {
-                            log::info!("camera back: {}", self.camera.describe());
+                            log::info!("camera back: {}", for_log(&self.camera.describe()));
                             self.counts.camera_reconnects.fetch_add(1, Ordering::Relaxed);
                             self.counts.camera_down.store(false, Ordering::Relaxed);
                             retry_at = None;
@@ -147,7 +164,7 @@ impl CaptureStage {
                         }
                         Err(e) => {
                             backoff = (backoff * 2).min(self.reconnect_max);
-                            log::warn!("{e}; retrying in {} ms", backoff.as_millis());
+                            log::warn!("{}; retrying in {} ms", for_log(&e.to_string()), backoff.as_millis());
                             retry_at = Some(Instant::now() + backoff);
                         }
                     }
@@ -158,6 +175,8 @@ impl CaptureStage {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            handled += 1;
+            inject_panic("capture", handled);
             part.latency.queue = Some(ms(part.queued_at, Instant::now()));
             if retry_at.is_some() {
                 self.done(part.fail("camera disconnected"));
@@ -174,17 +193,21 @@ impl CaptureStage {
             part.latency.capture = Some(ms(started, Instant::now()));
             match grabbed {
                 Ok(frame) => {
+                    part.origin = Some(frame.origin.clone());
                     part.frame = Some(frame);
                     part.queued_at = Instant::now();
-                    if let Err(TrySendError::Full(p) | TrySendError::Disconnected(p)) =
-                        self.to_infer.try_send(part)
-                    {
-                        self.done(p.fail("inference busy (queue full)"));
+                    match self.to_infer.try_send(part) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(p)) => self.done(p.fail("inference busy (queue full)")),
+                        Err(TrySendError::Disconnected(p)) => self.done(p.fail("inference stage stopped")),
                     }
                 }
                 Err(e) => {
                     self.counts.capture_errors.fetch_add(1, Ordering::Relaxed);
-                    log::error!("part {}: {e}", part.id);
+                    log::error!("part {}: {}", part.id, for_log(&e.to_string()));
+                    if let CaptureError::CorruptFrame { origin, .. } = &e {
+                        part.origin = Some(origin.clone());
+                    }
                     if let CaptureError::Disconnected { .. } = e {
                         self.counts.camera_down.store(true, Ordering::Relaxed);
                         retry_at = Some(Instant::now() + backoff);
@@ -200,7 +223,7 @@ impl CaptureStage {
     fn light(&mut self, on: bool) {
         if let Some(light) = self.strobe.as_mut() {
             if let Err(e) = light.set(on) {
-                log::error!("light: {e}");
+                log::error!("light: {}", for_log(&e.to_string()));
             }
         }
     }
@@ -221,6 +244,7 @@ pub struct InferStage {
 
 impl InferStage {
     pub fn run(self) {
+        let mut handled = 0u64;
         loop {
             self.heartbeat.beat();
             let mut part = match self.inbox.recv_timeout(IDLE_POLL) {
@@ -228,6 +252,8 @@ impl InferStage {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            handled += 1;
+            inject_panic("infer", handled);
             let queued = ms(part.queued_at, Instant::now());
             part.latency.queue = Some(part.latency.queue.unwrap_or(0.0) + queued);
             let part = if Instant::now() >= part.due {
@@ -259,7 +285,7 @@ impl InferStage {
             Ok(_) => return part.fail("inference returned no result"),
             Err(e) => {
                 self.counts.infer_errors.fetch_add(1, Ordering::Relaxed);
-                log::error!("part {}: inference failed: {e}", part.id);
+                log::error!("part {}: inference failed: {}", part.id, for_log(&e.to_string()));
                 return part.fail(format!("inference error: {e}"));
             }
         };
@@ -271,6 +297,7 @@ impl InferStage {
         part.latency.decide = Some(ms(t2, t3));
         part.latency.total = Some(ms(part.triggered_at, t3));
         part.threshold = live.decider.threshold;
+        part.station_sha256 = live.station_sha256.clone();
         if let Some(reason) = &decision.fail_safe {
             part = part.fail(reason.clone());
         }

@@ -1,8 +1,17 @@
 //! The station's supervisor: once every stage runs, it tells systemd we are ready, then
 //! every 50 ms feeds the watchdog while every stage makes progress, raises the fault
-//! output while one is stalled or the camera is down, sends STATUS= and logs the counters,
-//! applies SIGHUP reloads, and on SIGTERM stops the triggers and drains the parts in
-//! flight, giving up on them after the drain timeout.
+//! output while one is stalled, the camera is down or the records cannot be written
+//! (and drops ready while the records cannot be written: every part is then rejected),
+//! logging each change of fault once, sends STATUS= and logs the counters, applies SIGHUP
+//! reloads, and on SIGTERM stops the triggers and drains the parts in flight, giving up on
+//! them after the drain timeout.
+//!
+//! A stage thread that panics, or ends without being asked to stop, is a failure: the
+//! fault output goes up at once, ready down, the log names the stage and the panic
+//! message, and the station stops as on SIGTERM (the parts in flight still get their
+//! pulses and records where the stages that remain can do it) and ends with
+//! [`Ended::Failed`], which the daemon turns into an error exit, so that systemd's
+//! `Restart=on-failure` starts it again. A stage that stopped as asked is no failure.
 //!
 //! All of it is decided in [`Supervisor::tick`], from the time it is handed and what it
 //! reads of the [`Station`]; the station is the daemon's threads, flags, output lines and
@@ -24,6 +33,12 @@ const ABORT_GRACE: Duration = Duration::from_secs(2);
 pub trait Station {
     /// The recorder, the last stage, has ended: every part is recorded.
     fn recorder_finished(&self) -> bool;
+    /// The stage threads that have ended since the last call, in pipeline order, each
+    /// with its panic message if it panicked.
+    fn ended_stages(&mut self) -> Vec<(&'static str, Option<String>)>;
+    /// Why records cannot be written now (full disk, removed folder…); None while they
+    /// can.
+    fn records_fault(&self) -> Option<String>;
     /// Whether a reload (SIGHUP) was asked for since the last call.
     fn take_reload_request(&mut self) -> bool;
     /// SIGTERM or SIGINT came, or the trigger stage ended (a replay ran out).
@@ -64,12 +79,14 @@ pub struct Settings {
 }
 
 /// How the supervision ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     /// The recorder finished: every part is recorded (as not inspected if given up on).
     Recorded,
     /// A stage did not stop within the drain timeout and the grace after it.
     GaveUp,
+    /// A stage died (panicked, or ended unasked): why. The station stopped after it.
+    Failed(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,7 +101,15 @@ enum Phase {
 pub struct Supervisor {
     settings: Settings,
     phase: Phase,
-    fault_on: bool,
+    /// Why the fault output is up; None while it is down.
+    fault: Option<String>,
+    ready_on: bool,
+    /// A stage died: why (the station is stopping, and ends failed).
+    failure: Option<String>,
+    /// Stages that ended normally while the station was running, and when: a failure
+    /// unless a stop turns out to have been asked for by the next tick (the trigger
+    /// stage's end, a replay that ran out, reaches the others first).
+    ended_unasked: Vec<(&'static str, Instant)>,
     last_watchdog: Instant,
     last_counters: Instant,
     /// None until the first STATUS=, which goes out on the first tick.
@@ -101,7 +126,10 @@ impl Supervisor {
         Supervisor {
             settings,
             phase: Phase::Running,
-            fault_on: false,
+            fault: None,
+            ready_on: true,
+            failure: None,
+            ended_unasked: Vec::new(),
             last_watchdog: now,
             last_counters: now,
             last_status: None,
@@ -120,18 +148,30 @@ impl Supervisor {
 
     /// One look at the station at `now`: everything it reads and does, in this order.
     pub fn tick(&mut self, now: Instant, station: &mut impl Station) -> ControlFlow<Ended> {
+        // A stage that died stops the station, first thing: a dead recorder has also
+        // "finished".
+        for (stage, panic) in station.ended_stages() {
+            match panic {
+                Some(message) => self.fail(now, format!("stage {stage} panicked: {message}"), station),
+                None if stage != "trigger" && self.phase == Phase::Running => {
+                    self.ended_unasked.push((stage, now));
+                }
+                None => {}
+            }
+        }
+        if self.phase == Phase::Running && !station.stop_requested() {
+            if let Some(&(stage, _)) = self.ended_unasked.iter().find(|(_, at)| *at < now) {
+                self.fail(now, format!("stage {stage} ended without being asked to stop"), station);
+            }
+        }
         if station.recorder_finished() {
-            return ControlFlow::Break(Ended::Recorded);
+            return ControlFlow::Break(self.ending(Ended::Recorded));
         }
         if station.take_reload_request() {
             station.reload();
         }
         if self.phase == Phase::Running && station.stop_requested() {
-            station.stop_triggers();
-            station.notify("STOPPING=1");
-            station.log(log::Level::Info, "stopping: no new triggers; finishing the parts in flight");
-            station.set_ready(false);
-            self.phase = Phase::Draining { until: now + self.settings.drain_timeout };
+            self.stop(now, station);
         }
         if let Phase::Draining { until } = self.phase {
             if now >= until {
@@ -149,7 +189,7 @@ impl Supervisor {
         if let Phase::Aborting { until } = self.phase {
             if now >= until {
                 station.log(log::Level::Error, "a stage did not stop; exiting anyway");
-                return ControlFlow::Break(Ended::GaveUp);
+                return ControlFlow::Break(self.ending(Ended::GaveUp));
             }
         }
         // Health: every stage beating, and the camera delivering.
@@ -160,20 +200,23 @@ impl Supervisor {
             .map(|(name, _)| name)
             .collect();
         let camera_down = station.camera_down();
-        let faulty = !stalled.is_empty() || camera_down;
-        if faulty != self.fault_on {
-            self.fault_on = faulty;
-            station.set_fault(faulty);
-            if faulty {
-                let why = if camera_down {
-                    "camera not delivering".to_string()
-                } else {
-                    format!("stage stalled: {}", stalled.join(", "))
-                };
-                station.log(log::Level::Error, &format!("fault: {why}"));
-            } else {
-                station.log(log::Level::Info, "fault cleared");
-            }
+        let records = station.records_fault();
+        let mut why: Vec<String> = self.failure.iter().cloned().collect();
+        if camera_down {
+            why.push("camera not delivering".into());
+        }
+        if !stalled.is_empty() {
+            why.push(format!("stage stalled: {}", stalled.join(", ")));
+        }
+        if let Some(r) = &records {
+            why.push(format!("records cannot be written: {r}"));
+        }
+        self.set_fault((!why.is_empty()).then(|| why.join("; ")), station);
+        // Not ready while every part is rejected for want of records.
+        let ready = self.phase == Phase::Running && records.is_none();
+        if ready != self.ready_on {
+            self.ready_on = ready;
+            station.set_ready(ready);
         }
         if let Some(every) = self.settings.watchdog {
             if stalled.is_empty() && now.saturating_duration_since(self.last_watchdog) >= every {
@@ -192,6 +235,61 @@ impl Supervisor {
             self.last_counters = now;
         }
         ControlFlow::Continue(())
+    }
+
+    /// Stops taking triggers and starts the drain (SIGTERM, the end of a replay, or a
+    /// failure).
+    fn stop(&mut self, now: Instant, station: &mut impl Station) {
+        station.stop_triggers();
+        station.notify("STOPPING=1");
+        station.log(log::Level::Info, "stopping: no new triggers; finishing the parts in flight");
+        station.set_ready(false);
+        self.ready_on = false;
+        self.phase = Phase::Draining { until: now + self.settings.drain_timeout };
+    }
+
+    /// A stage died: the fault output up at once, then stop as on SIGTERM, to end failed.
+    fn fail(&mut self, now: Instant, why: String, station: &mut impl Station) {
+        if self.failure.is_some() {
+            station.log(log::Level::Error, &format!("also: {why}"));
+            return;
+        }
+        station.log(
+            log::Level::Error,
+            &format!("{why}; stopping the station, to exit with an error (the service manager restarts it)"),
+        );
+        self.failure = Some(why);
+        let fault = match &self.fault {
+            Some(f) => format!("{}; {f}", self.failure.as_deref().unwrap_or_default()),
+            None => self.failure.clone().unwrap_or_default(),
+        };
+        self.set_fault(Some(fault), station);
+        if self.phase == Phase::Running {
+            self.stop(now, station);
+        }
+    }
+
+    /// The fault output follows `why`; each change of it is logged once.
+    fn set_fault(&mut self, why: Option<String>, station: &mut impl Station) {
+        if why == self.fault {
+            return;
+        }
+        if why.is_some() != self.fault.is_some() {
+            station.set_fault(why.is_some());
+        }
+        match &why {
+            Some(w) => station.log(log::Level::Error, &format!("fault: {w}")),
+            None => station.log(log::Level::Info, "fault cleared"),
+        }
+        self.fault = why;
+    }
+
+    /// How the run ended, a failure overriding the rest.
+    fn ending(&self, ended: Ended) -> Ended {
+        match &self.failure {
+            Some(why) => Ended::Failed(why.clone()),
+            None => ended,
+        }
     }
 }
 
@@ -212,6 +310,9 @@ mod tests {
         stop: bool,
         hup: bool,
         recorder_finished: bool,
+        /// Stages that end at the next tick, with their panic message.
+        ending: Vec<(&'static str, Option<String>)>,
+        records_fault: Option<String>,
         counters_every: Duration,
         /// What a reload sets `counters_every` to.
         reloaded_every: Duration,
@@ -230,6 +331,8 @@ mod tests {
                 stop: false,
                 hup: false,
                 recorder_finished: false,
+                ending: Vec::new(),
+                records_fault: None,
                 counters_every: Duration::from_secs(60),
                 reloaded_every: Duration::from_secs(60),
                 parts: 0,
@@ -256,6 +359,12 @@ mod tests {
     impl Station for Fake {
         fn recorder_finished(&self) -> bool {
             self.recorder_finished
+        }
+        fn ended_stages(&mut self) -> Vec<(&'static str, Option<String>)> {
+            std::mem::take(&mut self.ending)
+        }
+        fn records_fault(&self) -> Option<String> {
+            self.records_fault.clone()
         }
         fn take_reload_request(&mut self) -> bool {
             std::mem::take(&mut self.hup)
@@ -500,5 +609,109 @@ mod tests {
         line.run_to(10_000);
         assert_eq!(line.st.times("abort"), [50]);
         assert_eq!(line.ended, Some((2050, Ended::GaveUp)));
+    }
+
+    #[test]
+    fn records_that_cannot_be_written_raise_fault_and_drop_ready_until_they_can() {
+        let mut line = Line::start(Some(200), false);
+        line.run_to(500);
+        line.st.records_fault = Some("records /r/parts.jsonl: No space left on device".into());
+        line.run_to(2000);
+        line.st.records_fault = None;
+        line.run_to(2500);
+        let done: Vec<_> =
+            line.st.since(500).into_iter().filter(|(_, s)| !s.starts_with("notify")).collect();
+        // Once per change, not per tick; the station recovers by itself.
+        assert_eq!(
+            done,
+            [
+                (550, "fault on"),
+                (550, "ERROR fault: records cannot be written: records /r/parts.jsonl: No space left on device"),
+                (550, "ready off"),
+                (2050, "fault off"),
+                (2050, "INFO fault cleared"),
+                (2050, "ready on"),
+            ]
+        );
+        // The stages still go round: the watchdog is fed all along.
+        assert_eq!(line.pings().len(), 12);
+        // A second fault while one is up: the output stays up, the reason is logged.
+        line.st.camera_down = true;
+        line.run_to(2600);
+        line.st.records_fault = Some("disk full".into());
+        line.run_to(2700);
+        let done: Vec<_> =
+            line.st.since(2550).into_iter().filter(|(_, s)| !s.starts_with("notify")).collect();
+        assert_eq!(
+            done,
+            [
+                (2550, "fault on"),
+                (2550, "ERROR fault: camera not delivering"),
+                (2650, "ERROR fault: camera not delivering; records cannot be written: disk full"),
+                (2650, "ready off"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_panicked_stage_raises_fault_stops_the_station_and_ends_failed() {
+        let mut line = Line::start(Some(200), false);
+        line.run_to(500);
+        line.st.ending = vec![("infer", Some("index out of bounds".into()))];
+        line.run_to(700);
+        let done: Vec<_> =
+            line.st.since(550).into_iter().filter(|(_, s)| !s.starts_with("notify WATCHDOG")).collect();
+        assert_eq!(
+            done,
+            [
+                (550, "ERROR stage infer panicked: index out of bounds; stopping the station, to exit with an error (the service manager restarts it)"),
+                (550, "fault on"),
+                (550, "ERROR fault: stage infer panicked: index out of bounds"),
+                (550, "stop triggers"),
+                (550, "notify STOPPING=1"),
+                (550, "INFO stopping: no new triggers; finishing the parts in flight"),
+                (550, "ready off"),
+            ]
+        );
+        assert_eq!(line.ended, None, "the parts in flight are drained first");
+        // The stages that remain stop as asked (no further failure), the recorder last.
+        line.st.ending = vec![("trigger", None), ("capture", None), ("actuator", None)];
+        line.run_to(800);
+        line.st.ending = vec![("recorder", None)];
+        line.st.recorder_finished = true;
+        line.run_to(1000);
+        assert_eq!(line.ended, Some((850, Ended::Failed("stage infer panicked: index out of bounds".into()))));
+        assert_eq!(line.st.times("fault off"), [] as [u64; 0]);
+    }
+
+    #[test]
+    fn a_dead_recorder_ends_the_run_failed_at_once() {
+        let mut line = Line::start(None, false);
+        line.run_to(300);
+        line.st.ending = vec![("recorder", Some("disk on fire".into()))];
+        line.st.recorder_finished = true;
+        line.run_to(1000);
+        assert_eq!(line.ended, Some((350, Ended::Failed("stage recorder panicked: disk on fire".into()))));
+        assert_eq!(line.st.times("fault on"), [350]);
+    }
+
+    #[test]
+    fn a_stage_that_ends_unasked_is_a_failure_but_the_end_of_a_replay_is_not() {
+        // The capture stage returns while the trigger still runs: a failure, a tick later.
+        let mut line = Line::start(None, false);
+        line.run_to(300);
+        line.st.ending = vec![("capture", None)];
+        line.run_to(500);
+        assert_eq!(line.st.times("ERROR stage capture ended without being asked to stop; stopping the station, to exit with an error (the service manager restarts it)"), [400]);
+        // The replay ran out: the trigger ends, then the rest, and stop was asked for.
+        let mut line = Line::start(None, false);
+        line.run_to(300);
+        line.st.ending = vec![("trigger", None), ("capture", None)];
+        line.st.stop = true;
+        line.run_to(500);
+        line.st.recorder_finished = true;
+        line.run_to(600);
+        assert_eq!(line.ended, Some((550, Ended::Recorded)));
+        assert!(line.st.done.iter().all(|(_, s)| !s.contains("fault")), "{:?}", line.st.done);
     }
 }
