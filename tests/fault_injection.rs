@@ -1,8 +1,11 @@
-//! Records a plant can trace, through the real binary: every part triggered before a
-//! `kill -9` is recorded at the next start, ids continue across restarts, each record
-//! names the model, station file and software; a full or removed records disk raises the
-//! fault output, rejects every part and recovers by itself; a dead stage exits non-zero
-//! with the fault raised; outside text cannot forge a log line or bloat a record.
+//! Fault injection through the real binary, one test per class of fault in the README's
+//! "What the station guarantees": every part triggered before a `kill -9` is recorded at
+//! the next start, ids continue across restarts, each record names the model, station
+//! file and software; a full or removed records disk raises the fault output, rejects
+//! every part and recovers by itself; a dead stage exits non-zero with the fault raised;
+//! outside text cannot forge a log line or bloat a record; a second daemon on the same
+//! station is refused; a bundle or station value outside its limits never starts a
+//! station nor reaches a running one through SIGHUP.
 //!
 //! The model is a tiny one trained here in a second (its verdicts do not matter).
 
@@ -428,4 +431,125 @@ fn outside_text_cannot_forge_a_log_line_or_bloat_a_record() {
         assert_eq!(recs.len(), 1);
         assert!(recs[0]["station"].as_str().unwrap().chars().count() <= 256, "{}", recs[0]["station"]);
     }
+}
+
+#[test]
+fn a_second_daemon_on_the_same_station_is_refused_naming_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    good_line(dir, 4);
+    let config = station_file(dir, "lock", true, 5, 100, "");
+    let mut first = start(&config, &[]);
+    wait_for("the first station's records", dir, Duration::from_secs(60), || !records(dir).is_empty());
+    let second = common::cdo_verb("run").arg("--config").arg(&config).output().unwrap();
+    let text = common::stderr(&second);
+    assert_eq!(second.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("is in use by another cdo-inspect (PID {})", first.id())),
+        "{text}"
+    );
+    // The refused one wrote nothing: every record is the first station's, each id once.
+    sigterm(&first);
+    assert_eq!(wait_exit(&mut first, dir, Duration::from_secs(30)), 0, "{}", log_of(dir));
+    let recs = records(dir);
+    assert_every_id_once(&recs);
+    assert!(recs.iter().all(|r| r["station"] == "lock"));
+}
+
+/// A copy of the test model whose `model.toml` has `key = value` in place of its line.
+fn edited_bundle(root: &Path, key: &str, value: &str) -> PathBuf {
+    let bundle = root.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    for entry in std::fs::read_dir(&model().bundle).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), bundle.join(entry.file_name())).unwrap();
+    }
+    let meta = bundle.join("model.toml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let prefix = format!("{key} = ");
+    let mut replaced = 0;
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with(&prefix) {
+                replaced += 1;
+                format!("{prefix}{value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(replaced, 1, "{key} in {text}");
+    std::fs::write(&meta, edited.join("\n")).unwrap();
+    bundle
+}
+
+#[test]
+fn a_bundle_value_outside_its_limits_starts_no_station_and_inspects_nothing() {
+    for (key, value, message) in [
+        ("threshold", "nan", "calibration.threshold: must be a finite anomaly score in [0, 2]"),
+        ("threshold", "1e30", "calibration.threshold: must be a finite anomaly score in [0, 2]"),
+        ("input_size", "100000", "input_size"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        good_line(dir, 2);
+        let bundle = edited_bundle(dir, key, value);
+        let config = station_file(dir, "bad-bundle", false, 5, 100, "");
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&format!("bundle = \"{}\"", model().bundle.display()), &format!("bundle = \"{}\"", bundle.display()));
+        std::fs::write(&config, text).unwrap();
+        let what = format!("{key} = {value}");
+
+        let check = common::cdo_verb("check-config").arg(&config).output().unwrap();
+        assert_eq!(check.status.code(), Some(1), "{what}: {}", common::output_text(&check));
+        assert!(common::stdout(&check).contains(message), "{what}: {}", common::stdout(&check));
+
+        let mut run = start(&config, &[]);
+        assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(60)), 1, "{what}: {}", log_of(dir));
+        assert!(log_of(dir).contains(message), "{what}: {}", log_of(dir));
+        assert!(records(dir).is_empty(), "{what}: a part was inspected");
+
+        let infer = common::cdo_verb("infer")
+            .arg("--model")
+            .arg(&bundle)
+            .arg(&model().good[0])
+            .env("CDO_MODELS_DIR", common::models_dir())
+            .output()
+            .unwrap();
+        assert_ne!(infer.status.code(), Some(0), "{what}: {}", common::output_text(&infer));
+        assert!(common::stderr(&infer).contains(message), "{what}: {}", common::stderr(&infer));
+    }
+}
+
+#[test]
+fn timing_values_outside_their_limits_are_refused_at_start_and_on_sighup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    good_line(dir, 4);
+    // A reject delay no line has (2^63 - 1 ms): no pulse would ever fire.
+    let config = station_file(dir, "timing", true, 5, 100, "");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, good.replace("delay_ms = 100", "delay_ms = 9223372036854775807")).unwrap();
+    let check = common::cdo_verb("check-config").arg(&config).output().unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    assert!(common::stdout(&check).contains("reject.delay_ms: must be <= 60000"), "{}", common::stdout(&check));
+    let mut run = start(&config, &[]);
+    assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(30)), 1, "{}", log_of(dir));
+    assert!(records(dir).is_empty());
+
+    // A running station offered a trigger rate of 1e-300 Hz by SIGHUP keeps its own.
+    std::fs::write(&config, &good).unwrap();
+    let mut run = start(&config, &[]);
+    wait_for("records", dir, Duration::from_secs(60), || records(dir).len() >= 2);
+    std::fs::write(&config, good.replace("rate_hz = 5", "rate_hz = 1e-300")).unwrap();
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGHUP) }, 0);
+    wait_for("the refused reload", dir, Duration::from_secs(30), || log_of(dir).contains("trigger.rate_hz"));
+    let before = records(dir).len();
+    wait_for("parts after the refused reload", dir, Duration::from_secs(30), || records(dir).len() >= before + 3);
+    sigterm(&run);
+    assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(30)), 0, "{}", log_of(dir));
+    assert_every_id_once(&records(dir));
 }
