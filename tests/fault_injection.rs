@@ -14,8 +14,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{signal, station_log, wait_exit, wait_for};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -122,10 +123,6 @@ fn start(config: &Path, env: &[(&str, &str)]) -> Child {
         .unwrap()
 }
 
-fn log_of(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-}
-
 /// Every record line in `dir/records/parts.jsonl`; each must be whole JSON.
 fn records(dir: &Path) -> Vec<Value> {
     records_in(&dir.join("records"))
@@ -141,33 +138,6 @@ fn records_in(records_dir: &Path) -> Vec<Value> {
 
 fn ids(recs: &[Value]) -> Vec<u64> {
     recs.iter().map(|r| r["id"].as_u64().unwrap()).collect()
-}
-
-fn wait_for(what: &str, dir: &Path, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !done() {
-        assert!(t0.elapsed() < timeout, "timed out waiting for {what}; log:\n{}", log_of(dir));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_exit(child: &mut Child, dir: &Path, timeout: Duration) -> i32 {
-    let t0 = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        if t0.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("station did not exit; log:\n{}", log_of(dir));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
 }
 
 /// The logical states an output went through, in order.
@@ -213,15 +183,15 @@ fn a_killed_station_leaves_no_part_uncounted_and_ids_continue_after_it() {
     let journal = std::fs::read_to_string(dir.join("records/inflight.jsonl")).unwrap();
     let journalled = journal.lines().filter(|l| l.starts_with(r#"{"id":"#)).count();
     assert!(journalled > before.len(), "parts in flight at the kill are journalled:\n{journal}");
-    let first_log = log_of(dir);
+    let first_log = station_log(dir);
 
     // Start again, replaying the line once: the parts left in flight get their records
     // first, then the ids go on.
     let config = station_file(dir, "line 7", false, 10, 200, "");
     let second_sha = sha256_hex(&std::fs::read(&config).unwrap());
     let mut child = start(&config, &[]);
-    assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(60)), 0, "{}", log_of(dir));
-    let log = log_of(dir);
+    assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(60)), 0, "{}", station_log(dir));
+    let log = station_log(dir);
     assert!(log.contains("had no record (crash?)"), "{log}");
     let recs = records(dir);
     assert_every_id_once(&recs);
@@ -307,7 +277,7 @@ fn a_full_records_disk_rejects_every_part_with_the_fault_raised_and_recovers_by_
     wait_for("three records", dir, Duration::from_secs(60), || records(dir).len() >= 3);
     let filler = fill(&dir.join("records"));
     wait_for("the records fault", dir, Duration::from_secs(10), || {
-        log_of(dir).contains("rejecting every part fail-safe and keeping the records in memory")
+        station_log(dir).contains("rejecting every part fail-safe and keeping the records in memory")
     });
     wait_for("the fault output", dir, Duration::from_secs(5), || states(dir, "fault") == [true]);
     // Parts go on being inspected and rejected meanwhile (the actuator needs no disk).
@@ -317,13 +287,13 @@ fn a_full_records_disk_rejects_every_part_with_the_fault_raised_and_recovers_by_
     assert!(rejects(dir) >= rejects_then + 10, "rejects kept firing: {} then {}", rejects_then, rejects(dir));
     assert_eq!(states(dir, "ready"), [true, false], "ready dropped while records fail");
     std::fs::remove_file(&filler).unwrap();
-    wait_for("recovery", dir, Duration::from_secs(10), || log_of(dir).contains("records: writable again"));
+    wait_for("recovery", dir, Duration::from_secs(10), || station_log(dir).contains("records: writable again"));
     let n = records(dir).len();
     wait_for("records after the recovery", dir, Duration::from_secs(10), || records(dir).len() >= n + 3);
-    sigterm(&child);
-    assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(20)), 0, "{}", log_of(dir));
+    signal(&child, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(20)), 0, "{}", station_log(dir));
 
-    let log = log_of(dir);
+    let log = station_log(dir);
     // Logged once per change, not per part.
     assert_eq!(log.matches("rejecting every part fail-safe and keeping the records").count(), 1, "{log}");
     assert_eq!(log.matches("records: writable again").count(), 1, "{log}");
@@ -351,9 +321,9 @@ fn a_removed_records_folder_is_noticed_and_recreated() {
     wait_for("two records", dir, Duration::from_secs(60), || records(dir).len() >= 2);
     std::fs::remove_dir_all(dir.join("records")).unwrap();
     wait_for("records in a new file", dir, Duration::from_secs(10), || records(dir).len() >= 3);
-    sigterm(&child);
-    assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(20)), 0, "{}", log_of(dir));
-    let log = log_of(dir);
+    signal(&child, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(20)), 0, "{}", station_log(dir));
+    let log = station_log(dir);
     assert!(log.contains("parts.jsonl was removed or replaced"), "{log}");
     assert!(dir.join("records/inflight.jsonl").is_file());
     // The new file goes on where the old one stopped: ids ascending, none twice.
@@ -370,7 +340,7 @@ fn a_panicking_stage_exits_non_zero_with_the_fault_raised_and_its_parts_are_coun
         let config = station_file(dir, "panics", true, 10, 300, "");
         let mut child = start(&config, &[("CDO_INJECT_PANIC", &format!("{stage}:3"))]);
         let code = wait_exit(&mut child, dir, Duration::from_secs(60));
-        let log = log_of(dir);
+        let log = station_log(dir);
         assert_ne!(code, 0, "{log}");
         assert!(log.contains(&format!("stage {stage} panicked: injected fault")), "{log}");
         assert_eq!(states(dir, "fault").last(), Some(&true), "{stage}: the fault output is left raised");
@@ -378,7 +348,7 @@ fn a_panicking_stage_exits_non_zero_with_the_fault_raised_and_its_parts_are_coun
         // The next start accounts for every part of the failed run.
         let config = station_file(dir, "panics", false, 10, 200, "");
         let mut child = start(&config, &[]);
-        assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(60)), 0, "{}", log_of(dir));
+        assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(60)), 0, "{}", station_log(dir));
         assert_every_id_once(&records(dir));
     }
 }
@@ -399,8 +369,8 @@ fn outside_text_cannot_forge_a_log_line_or_bloat_a_record() {
     std::fs::copy(good, line.join(&long_name)).unwrap();
     let config = station_file(dir, "line 1", false, 10, 200, "");
     let mut child = start(&config, &[]);
-    assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(60)), 0, "{}", log_of(dir));
-    let log = log_of(dir);
+    assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(60)), 0, "{}", station_log(dir));
+    let log = station_log(dir);
     assert!(!log.lines().any(|l| l.starts_with("[2099")), "a forged log line:\n{log}");
     assert!(!log.contains('\u{1b}') && !log.contains('\r'), "{log:?}");
     assert!(log.contains(r"0002_corrupt\u{1b}[2J\r.png"), "{log}");
@@ -420,7 +390,7 @@ fn outside_text_cannot_forge_a_log_line_or_bloat_a_record() {
         let config = station_file(&sub, &name, false, 10, 200, "");
         let mut child = start(&config, &[]);
         let code = wait_exit(&mut child, &sub, Duration::from_secs(60));
-        let log = log_of(&sub);
+        let log = station_log(&sub);
         assert!(!log.lines().any(|l| l.starts_with("[2099")), "a forged log line:\n{log}");
         assert!(log.len() < 100_000, "the name bloats the log: {} bytes", log.len());
         if code != 0 {
@@ -449,8 +419,8 @@ fn a_second_daemon_on_the_same_station_is_refused_naming_the_first() {
         "{text}"
     );
     // The refused one wrote nothing: every record is the first station's, each id once.
-    sigterm(&first);
-    assert_eq!(wait_exit(&mut first, dir, Duration::from_secs(30)), 0, "{}", log_of(dir));
+    signal(&first, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut first, dir, Duration::from_secs(30)), 0, "{}", station_log(dir));
     let recs = records(dir);
     assert_every_id_once(&recs);
     assert!(recs.iter().all(|r| r["station"] == "lock"));
@@ -507,8 +477,8 @@ fn a_bundle_value_outside_its_limits_starts_no_station_and_inspects_nothing() {
         assert!(common::stdout(&check).contains(message), "{what}: {}", common::stdout(&check));
 
         let mut run = start(&config, &[]);
-        assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(60)), 1, "{what}: {}", log_of(dir));
-        assert!(log_of(dir).contains(message), "{what}: {}", log_of(dir));
+        assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(60)), 1, "{what}: {}", station_log(dir));
+        assert!(station_log(dir).contains(message), "{what}: {}", station_log(dir));
         assert!(records(dir).is_empty(), "{what}: a part was inspected");
 
         let infer = common::cdo_verb("infer")
@@ -536,7 +506,7 @@ fn timing_values_outside_their_limits_are_refused_at_start_and_on_sighup() {
     assert_eq!(check.status.code(), Some(1));
     assert!(common::stdout(&check).contains("reject.delay_ms: must be <= 60000"), "{}", common::stdout(&check));
     let mut run = start(&config, &[]);
-    assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(30)), 1, "{}", log_of(dir));
+    assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(30)), 1, "{}", station_log(dir));
     assert!(records(dir).is_empty());
 
     // A running station offered a trigger rate of 1e-300 Hz by SIGHUP keeps its own.
@@ -546,10 +516,10 @@ fn timing_values_outside_their_limits_are_refused_at_start_and_on_sighup() {
     std::fs::write(&config, good.replace("rate_hz = 5", "rate_hz = 1e-300")).unwrap();
     // SAFETY: a signal to our own child.
     assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGHUP) }, 0);
-    wait_for("the refused reload", dir, Duration::from_secs(30), || log_of(dir).contains("trigger.rate_hz"));
+    wait_for("the refused reload", dir, Duration::from_secs(30), || station_log(dir).contains("trigger.rate_hz"));
     let before = records(dir).len();
     wait_for("parts after the refused reload", dir, Duration::from_secs(30), || records(dir).len() >= before + 3);
-    sigterm(&run);
-    assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(30)), 0, "{}", log_of(dir));
+    signal(&run, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(30)), 0, "{}", station_log(dir));
     assert_every_id_once(&records(dir));
 }

@@ -7,8 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{signal, station_log, wait_exit, wait_for};
 use serde_json::Value;
 
 /// Pulse start tolerance: the edge must come within this of trigger + delay. Generous
@@ -123,10 +124,6 @@ fn start_with(config: &Path, env: &[(&str, String)]) -> Child {
         .unwrap()
 }
 
-fn stderr_of(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-}
-
 fn records(dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(dir.join("records/parts.jsonl"))
         .unwrap_or_default()
@@ -137,34 +134,6 @@ fn records(dir: &Path) -> Vec<Value> {
 
 fn edges(dir: &Path) -> Vec<cdo_inspect::station::sim_gpio::EdgeRecord> {
     cdo_inspect::station::sim_gpio::read_edge_log(&dir.join("edges.jsonl")).unwrap()
-}
-
-fn wait_for(what: &str, dir: &Path, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !done() {
-        assert!(t0.elapsed() < timeout, "timed out waiting for {what}; log:\n{}", stderr_of(dir));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits for the process to exit by itself; its exit code.
-fn wait_exit(child: &mut Child, dir: &Path, timeout: Duration) -> i32 {
-    let t0 = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        if t0.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("station did not exit; log:\n{}", stderr_of(dir));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
 
 fn verdicts_by_kind(recs: &[Value]) -> Vec<(String, String)> {
@@ -222,7 +191,7 @@ fn every_trigger_is_one_record_and_defects_are_rejected_on_time() {
     wait_for("five records", tmp.path(), Duration::from_secs(120), || records(tmp.path()).len() >= 5);
     drain_notify(&mut messages);
     signal(&child, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut child, tmp.path(), Duration::from_secs(20)), 0, "{}", stderr_of(tmp.path()));
+    assert_eq!(wait_exit(&mut child, tmp.path(), Duration::from_secs(20)), 0, "{}", station_log(tmp.path()));
     drain_notify(&mut messages);
     let first = |m: &str| messages.iter().position(|x| x.starts_with(m));
     assert_eq!(first("READY=1"), Some(0), "{messages:?}");
@@ -232,7 +201,7 @@ fn every_trigger_is_one_record_and_defects_are_rejected_on_time() {
 
     let recs = records(tmp.path());
     let ids: Vec<u64> = recs.iter().map(|r| r["id"].as_u64().unwrap()).collect();
-    assert_eq!(ids, vec![1, 2, 3, 4, 5, 6], "{}", stderr_of(tmp.path()));
+    assert_eq!(ids, vec![1, 2, 3, 4, 5, 6], "{}", station_log(tmp.path()));
     // Every part got a real verdict, the station's equals score > threshold, and every
     // defective part was rejected.
     for (r, (kind, verdict)) in recs.iter().zip(verdicts_by_kind(&recs)) {
@@ -267,7 +236,7 @@ fn run_replay(root: &Path, parts: &[(&Path, &str)], extra: &str) -> Vec<Value> {
     let config = station_file(root, "", extra);
     let mut child = start(&config);
     let code = wait_exit(&mut child, root, Duration::from_secs(180));
-    assert_eq!(code, 0, "{}", stderr_of(root));
+    assert_eq!(code, 0, "{}", station_log(root));
     records(root)
 }
 
@@ -289,7 +258,7 @@ fn a_corrupt_frame_and_a_stalled_camera_fail_safe_and_the_station_goes_on() {
          [reject]\nline = \"gpiochip0:22\"\ndelay_ms = 3000\npulse_ms = 50\n",
     );
     // One record per trigger: one per replayed file.
-    assert_eq!(recs.len(), parts.len(), "{}", stderr_of(tmp.path()));
+    assert_eq!(recs.len(), parts.len(), "{}", station_log(tmp.path()));
     let reasons: Vec<&str> = recs.iter().map(|r| r["reason"].as_str().unwrap_or("")).collect();
     assert!(reasons[1].contains("corrupt frame 0002_corrupt.png"), "{reasons:?}");
     let camera_faults = reasons.iter().filter(|r| r.contains("camera")).count();
@@ -300,7 +269,7 @@ fn a_corrupt_frame_and_a_stalled_camera_fail_safe_and_the_station_goes_on() {
         }
     }
     // After the stall the camera came back and parts were inspected again.
-    assert!(stderr_of(tmp.path()).contains("camera back"), "{}", stderr_of(tmp.path()));
+    assert!(station_log(tmp.path()).contains("camera back"), "{}", station_log(tmp.path()));
     assert!(recs.last().unwrap()["score"].is_number(), "{}", recs.last().unwrap());
 }
 
@@ -395,8 +364,8 @@ fn sighup_applies_a_good_file_and_keeps_the_running_settings_on_a_bad_one() {
     std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("pulse_ms = 50", "pulse_ms = 0"))
         .unwrap();
     signal(&child, libc::SIGHUP);
-    wait_for("the refusal", dir, Duration::from_secs(10), || stderr_of(dir).contains("reload refused"));
-    assert!(stderr_of(dir).contains("reject.pulse_ms"), "{}", stderr_of(dir));
+    wait_for("the refusal", dir, Duration::from_secs(10), || station_log(dir).contains("reload refused"));
+    assert!(station_log(dir).contains("reject.pulse_ms"), "{}", station_log(dir));
     let seen = records(dir).len();
     wait_for("more records", dir, Duration::from_secs(60), || records(dir).len() >= seen + 2);
     assert!(records(dir).iter().all(|r| r["threshold"].as_f64() == Some(calibrated)));
@@ -405,7 +374,7 @@ fn sighup_applies_a_good_file_and_keeps_the_running_settings_on_a_bad_one() {
     // applied from the next part on.
     station_file(tmp.path(), "", &sections("threshold = 1.5"));
     signal(&child, libc::SIGHUP);
-    wait_for("the reload", dir, Duration::from_secs(10), || stderr_of(dir).contains("reloaded"));
+    wait_for("the reload", dir, Duration::from_secs(10), || station_log(dir).contains("reloaded"));
     wait_for("a part at the new threshold", dir, Duration::from_secs(60), || {
         records(dir).iter().any(|r| r["threshold"].as_f64() == Some(1.5))
     });

@@ -2,8 +2,9 @@
 //! real binary as a command.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -102,4 +103,39 @@ pub fn stderr(o: &Output) -> String {
 /// Everything a run printed: stdout, then stderr (for assertion messages and searches).
 pub fn output_text(o: &Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
+}
+
+/// The log of a station started by a test, which sends its stderr to `dir/stderr.log`.
+pub fn station_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+}
+
+/// Polls `done` until it holds; after `timeout`, fails naming `what`, with the log of the
+/// station in `dir`.
+pub fn wait_for(what: &str, dir: &Path, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < timeout, "timed out waiting for {what}; log:\n{}", station_log(dir));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for the station process to exit by itself; its exit code (-1 for a signal).
+pub fn wait_exit(child: &mut Child, dir: &Path, timeout: Duration) -> i32 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if t0.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("station did not exit; log:\n{}", station_log(dir));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
