@@ -168,14 +168,14 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecordError> {
     let text = match std::fs::read(&path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(RecordError { path, source }),
+        Err(source) => return Err(RecordError { path, error: source }),
     };
     let parsed = parse_journal(&text);
     let oldest = parsed.entries.iter().map(|e| e.id).min();
     let mut recorded = HashSet::new();
     let mut records_max = 0;
     for file in record_files(dir) {
-        let err = |source| RecordError { path: file.clone(), source };
+        let err = |source| RecordError { path: file.clone(), error: source };
         let mut reader = std::io::BufReader::new(File::open(&file).map_err(err)?);
         let mut line = Vec::new();
         let mut file_min = u64::MAX;
@@ -263,7 +263,7 @@ impl Journal {
             retry_at: Instant::now(),
             disk,
         };
-        j.rewrite().map_err(|source| RecordError { path: j.path(), source })?;
+        j.rewrite().map_err(|source| RecordError { path: j.path(), error: source })?;
         Ok(j)
     }
 

@@ -192,7 +192,7 @@ impl Recorder {
     fn failed(&mut self, e: RecordError, w: &mut Outage) {
         let now = Instant::now();
         w.retry_at = now + RETRY_EVERY;
-        let why = format!("{}: {}", e.path.display(), e.source);
+        let why = format!("{}: {}", e.path.display(), e.error);
         if self.health.set(Writer::Records, Some(why.clone())) {
             w.since = Some(now);
             w.caught_up = 0;

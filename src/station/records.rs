@@ -104,10 +104,10 @@ pub fn record_text(s: &str) -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("records {path}: {source}")]
+#[error("records {path}: {error}")]
 pub struct RecordError {
     pub path: PathBuf,
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 /// How a record's bytes reach the file: one `write` call, which may take only part of
@@ -160,7 +160,7 @@ impl RecordLog {
     /// [`RecordLog::open`] writing through `disk`.
     pub fn open_with(dir: &Path, max_bytes: u64, keep: u32, disk: Box<dyn Disk>) -> Result<Self, RecordError> {
         let path = dir.join(RECORD_FILE);
-        let err = |source| RecordError { path: path.clone(), source };
+        let err = |source| RecordError { path: path.clone(), error: source };
         std::fs::create_dir_all(dir).map_err(err)?;
         let file = open_append(&path).map_err(err)?;
         let mut log = RecordLog {
@@ -205,7 +205,7 @@ impl RecordLog {
     /// the file (or, when even the truncation failed, it is cut off before the next one).
     pub fn append_line(&mut self, line: &[u8]) -> Result<(), RecordError> {
         debug_assert!(line.ends_with(b"\n"));
-        self.check_file().map_err(|source| RecordError { path: self.path(), source })?;
+        self.check_file().map_err(|source| RecordError { path: self.path(), error: source })?;
         if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
@@ -213,7 +213,7 @@ impl RecordLog {
             // A full disk may have taken part of the line: cut it off now if possible.
             self.torn = true;
             let _ = self.cut_back();
-            return Err(RecordError { path: self.path(), source });
+            return Err(RecordError { path: self.path(), error: source });
         }
         self.size += line.len() as u64;
         Ok(())
@@ -275,13 +275,13 @@ impl RecordLog {
     /// Flushes the kernel's copy to disk (at shutdown; per-record fsync would cost a
     /// disk write per part for protection against power loss only).
     pub fn sync(&self) -> Result<(), RecordError> {
-        self.file.sync_data().map_err(|source| RecordError { path: self.path(), source })
+        self.file.sync_data().map_err(|source| RecordError { path: self.path(), error: source })
     }
 
     /// parts.jsonl → parts.1.jsonl → parts.2.jsonl …, dropping the oldest beyond `keep`.
     fn rotate(&mut self) -> Result<(), RecordError> {
         let rotated = |i: u32| rotated_file(&self.dir, i);
-        let err = |path: PathBuf| move |source| RecordError { path, source };
+        let err = |path: PathBuf| move |source| RecordError { path, error: source };
         let _ = self.file.sync_data();
         if self.keep == 0 {
             std::fs::remove_file(self.path()).map_err(err(self.path()))?;
@@ -509,7 +509,7 @@ pub(crate) mod tests {
         let half = RecordLog::line_of(&record(2)).len() as u64 / 2;
         room.store(half, Ordering::Relaxed);
         let err = log.append(&record(2)).unwrap_err();
-        assert_eq!(err.source.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        assert_eq!(err.error.raw_os_error(), Some(libc::ENOSPC), "{err}");
         let path = dir.path().join(RECORD_FILE);
         assert_eq!(ids(&path), vec![1], "the half line was cut off at once");
         // Still full: fails again, the file unchanged.
