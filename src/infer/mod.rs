@@ -1,6 +1,7 @@
 //! Inspecting images with a trained pair: preprocessing, the detector (features, anomaly
 //! map, smoothing, image score), the verdict rule and the map's defect regions.
 
+pub mod align;
 pub mod detector;
 pub mod preprocess;
 pub mod regions;
