@@ -44,6 +44,7 @@ fn write_bundle(dir: &Path, threshold_scores: &[f32]) {
             final_loss: 0.1,
             seconds: 1.0,
         },
+        geometry: Default::default(),
     };
     std::fs::write(dir.join(bundle::META_FILE), toml::to_string(&meta).unwrap()).unwrap();
     std::fs::write(dir.join(bundle::WEIGHTS_FILE), b"").unwrap();

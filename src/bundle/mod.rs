@@ -5,6 +5,7 @@
 //! default threshold. Written to a temporary directory and renamed into place, so a crash
 //! never leaves half a model.
 
+pub mod geometry;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::backbone::BackboneKind;
 use crate::model::postprocess::ScoreMethod;
+use geometry::Geometry;
 use settings::TrainConfig;
 
 pub const META_FILE: &str = "model.toml";
@@ -140,6 +142,12 @@ pub struct BundleMeta {
     pub score: ScoreMethod,
     pub calibration: Option<Calibration>,
     pub training: TrainingRecord,
+    /// How a frame is inspected (region of interest, scale, tiles, ignore mask). Absent in
+    /// every bundle written before tiling, which reads as the whole frame resized to the
+    /// input; not written when it is that default, so such bundles stay byte for byte
+    /// as before.
+    #[serde(default, skip_serializing_if = "Geometry::is_default")]
+    pub geometry: Geometry,
 }
 
 impl BundleMeta {
@@ -214,6 +222,7 @@ impl BundleMeta {
         for (key, problem) in self.training.config.problems() {
             bad(&format!("training.config.{key}"), problem);
         }
+        self.geometry.problems(self.input_size, &mut bad);
         out
     }
 
@@ -423,6 +432,7 @@ pub(crate) fn example_meta() -> BundleMeta {
             final_loss: 0.1,
             seconds: 1.0,
         },
+        geometry: Geometry::default(),
     }
 }
 

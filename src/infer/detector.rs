@@ -14,6 +14,9 @@ use crate::model::layers::Mode;
 use crate::model::postprocess::gaussian_smooth_in_place;
 use crate::model::kernels::resize::bilinear_align_corners_plane;
 use crate::infer::preprocess::{batch_tensor, image_to_chw};
+use crate::bundle::geometry::Roi;
+use crate::infer::geometry::{frame_roi, GeometryError, Mask};
+use crate::infer::tiling::{finish_stitched, TileGrid};
 
 /// Why a trained pair could not be loaded or run. Each message names the file and what to
 /// do, and says its cause itself: no variant also returns it from `source()` (a chain
@@ -55,6 +58,9 @@ pub enum InferError {
     },
     #[error("inference failed: {0}")]
     Compute(candle_core::Error),
+    /// A frame the bundle's geometry cannot inspect, or its ignore mask unusable.
+    #[error(transparent)]
+    Geometry(#[from] GeometryError),
 }
 
 /// By hand rather than `#[from]`, which would also make the candle error the source.
@@ -81,11 +87,49 @@ impl Inference {
     }
 }
 
+/// The result for one frame inspected with the bundle's geometry ([`Detector::inspect_frame`]).
+///
+/// `map` is `width` x `height`, row-major, over the region of interest `roi` (source
+/// pixels). Tiled (`tiles > 0`): in network pixels, one per `scale` source pixels (the ROI's
+/// size divided by the scale, rounded), max-blended from the tiles, smoothed once, zero
+/// where the ignore mask says not to inspect. Untiled: the ROI resized to the input, the
+/// map `input_size` square exactly as [`Detector::infer`] gives it. Either way
+/// [`Self::map_at_source`] gives it at the ROI's source size.
+#[derive(Debug, Clone)]
+pub struct FrameInspection {
+    pub map: Vec<f32>,
+    pub width: u32,
+    pub height: u32,
+    pub roi: Roi,
+    /// Source pixels per network pixel for a tiled map (the geometry's); 1 when untiled.
+    pub scale: f32,
+    /// How many tiles were inspected; 0 when the ROI was resized to the input whole.
+    pub tiles: usize,
+    /// The image score (the bundle's rule, over the inspected pixels only).
+    pub score: f32,
+}
+
+impl FrameInspection {
+    /// The map resized (bilinear, as [`Inference::map_at`]) to the ROI's size in source
+    /// pixels, for export and overlays: `roi.w * roi.h` values.
+    pub fn map_at_source(&self) -> Vec<f32> {
+        bilinear_align_corners_plane(
+            &self.map,
+            self.height as usize,
+            self.width as usize,
+            self.roi.h as usize,
+            self.roi.w as usize,
+        )
+    }
+}
+
 pub struct Detector {
     pub meta: BundleMeta,
     expert: Network,
     apprentice: Network,
     device: Device,
+    /// The ignore mask named by `meta.geometry.mask`, read from the bundle folder.
+    mask: Option<Mask>,
 }
 
 /// Where model files live when not given explicitly: `$CDO_MODELS_DIR`, else `./models`.
@@ -270,12 +314,17 @@ impl Detector {
         }
         let expert = Expert::from_checkpoint(bundle.meta.backbone, expert_ckpt, device)?;
         let apprentice = load_apprentice(&bundle, device)?;
-        Ok(Self {
+        let mut detector = Self {
             meta: bundle.meta,
             expert: expert.net,
             apprentice,
             device: device.clone(),
-        })
+            mask: None,
+        };
+        if let Some(name) = &detector.meta.geometry.mask {
+            detector.set_mask(Some(Mask::load(&bundle_dir.join(name))?))?;
+        }
+        Ok(detector)
     }
 
     /// A detector from an expert and an apprentice state dict held in memory (used right
@@ -298,7 +347,19 @@ impl Detector {
             expert,
             apprentice,
             device: device.clone(),
+            mask: None,
         })
+    }
+
+    /// Gives the detector the ignore mask its geometry names ([`Self::load`] reads it from
+    /// the bundle; a detector from [`Self::from_state`] needs it given). A mask not the
+    /// size of the geometry's ROI is refused (without an ROI it is checked per frame).
+    pub fn set_mask(&mut self, mask: Option<Mask>) -> Result<(), InferError> {
+        if let (Some(m), Some(roi)) = (&mask, &self.meta.geometry.roi) {
+            m.check_covers(roi)?;
+        }
+        self.mask = mask;
+        Ok(())
     }
 
     pub fn device(&self) -> &Device {
@@ -315,6 +376,109 @@ impl Detector {
     pub fn infer_chw(&self, chw: &[Vec<f32>]) -> Result<Vec<Inference>, InferError> {
         let x = batch_tensor(chw, self.meta.input_size, &self.device)?;
         self.infer_tensor(&x)
+    }
+
+    /// Inspects one camera frame with the bundle's geometry (`meta.geometry`).
+    ///
+    /// Untiled (every bundle before tiling): the ROI (the whole frame without one) resized
+    /// to the input, exactly [`Self::infer`]'s map and score. Tiled: the ROI cropped,
+    /// resized by 1/scale (the same antialiased bilinear resize as the input's), cut into
+    /// the geometry's tiles, which run through the pair `batch` at a time; their raw maps
+    /// are stitched into one map of the ROI (overlaps max-blended, see [`super::tiling`]),
+    /// smoothed once at the bundle's sigma in network pixels, zeroed where the ignore mask
+    /// says so, and scored by the bundle's rule over the inspected pixels. A frame that
+    /// does not contain the ROI, or whose ROI is smaller than a tile, is refused.
+    pub fn inspect_frame(&self, frame: &RgbImage, batch: usize) -> Result<FrameInspection, InferError> {
+        let geometry = &self.meta.geometry;
+        let size = self.meta.input_size;
+        let roi = frame_roi(geometry, frame.width(), frame.height())?;
+        let cropped;
+        let src = if (roi.x, roi.y, roi.w, roi.h) == (0, 0, frame.width(), frame.height()) {
+            frame
+        } else {
+            cropped = image::imageops::crop_imm(frame, roi.x, roi.y, roi.w, roi.h).to_image();
+            &cropped
+        };
+        let Some(tiles) = geometry.tile else {
+            let x = batch_tensor(&[image_to_chw(src, size)], size, &self.device)?;
+            let r = self.infer_tensor(&x)?.pop().expect("one map for one image");
+            return Ok(FrameInspection {
+                map: r.map,
+                width: size,
+                height: size,
+                roi,
+                scale: 1.0,
+                tiles: 0,
+                score: r.score,
+            });
+        };
+        let mask = match (&geometry.mask, &self.mask) {
+            (None, _) => None,
+            (Some(_), Some(m)) => Some(m),
+            (Some(name), None) => {
+                return Err(GeometryError::MaskNotLoaded {
+                    name: name.display().to_string(),
+                }
+                .into())
+            }
+        };
+        if let Some(m) = mask {
+            m.check_covers(&roi)?;
+        }
+        let (nw, nh) = geometry.network_size(roi.w, roi.h);
+        let resized;
+        let scaled = if (nw, nh) == (roi.w, roi.h) {
+            src
+        } else {
+            // The `image` crate's Triangle resize: what `image_to_chw` reproduces bit for bit.
+            resized = image::imageops::resize(src, nw, nh, image::imageops::FilterType::Triangle);
+            &resized
+        };
+        // `frame_roi` refused an ROI smaller than a tile, and the bundle's checks a
+        // degenerate tile.
+        let grid = TileGrid::new(nw, nh, tiles.size, tiles.overlap).ok_or(GeometryError::FrameSmallerThanTile {
+            width: frame.width(),
+            height: frame.height(),
+            scale: geometry.scale,
+            network_w: nw,
+            network_h: nh,
+            tile: tiles.size,
+        })?;
+        let origins = grid.origins();
+        let mut raw = Vec::with_capacity(origins.len());
+        for chunk in origins.chunks(batch.max(1)) {
+            use rayon::prelude::*;
+            let chw: Vec<Vec<f32>> = chunk
+                .par_iter()
+                .map(|&(x, y)| {
+                    let tile = image::imageops::crop_imm(scaled, x, y, tiles.size, tiles.size).to_image();
+                    image_to_chw(&tile, size)
+                })
+                .collect();
+            let x = batch_tensor(&chw, size, &self.device)?;
+            let (fe, fa) = self.features_pair(&x);
+            raw.extend(self.raw_maps(&fe?, &fa?)?);
+        }
+        let mut map = grid.stitch(&raw);
+        drop(raw);
+        let mask = mask.map(|m| m.at_network(nw, nh));
+        let score = finish_stitched(
+            &mut map,
+            nw as usize,
+            nh as usize,
+            self.meta.smoothing_sigma,
+            mask.as_deref(),
+            self.meta.score,
+        );
+        Ok(FrameInspection {
+            map,
+            width: nw,
+            height: nh,
+            roi,
+            scale: geometry.scale,
+            tiles: origins.len(),
+            score,
+        })
     }
 
     fn infer_tensor(&self, x: &Tensor) -> Result<Vec<Inference>, InferError> {

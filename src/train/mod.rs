@@ -272,6 +272,7 @@ pub fn bundle_meta(
         score: ScoreMethod::default(),
         calibration: None,
         training,
+        geometry: Default::default(),
     }
 }
 

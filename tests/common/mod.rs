@@ -115,7 +115,11 @@ pub fn station_log(dir: &Path) -> String {
 pub fn wait_for(what: &str, dir: &Path, timeout: Duration, mut done: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !done() {
-        assert!(t0.elapsed() < timeout, "timed out waiting for {what}; log:\n{}", station_log(dir));
+        assert!(
+            t0.elapsed() < timeout,
+            "timed out waiting for {what}; log:\n{}",
+            station_log(dir)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
