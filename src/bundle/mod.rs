@@ -333,6 +333,17 @@ impl Bundle {
         meta: &BundleMeta,
         tensors: &[(String, Tensor)],
     ) -> Result<(), BundleError> {
+        Self::write_with_files(dir, meta, tensors, &[])
+    }
+
+    /// [`Self::write`], copying `files` (name in the bundle folder, source path) into the
+    /// new bundle before it replaces the old one (the geometry's ignore mask).
+    pub fn write_with_files(
+        dir: &Path,
+        meta: &BundleMeta,
+        tensors: &[(String, Tensor)],
+        files: &[(&str, &Path)],
+    ) -> Result<(), BundleError> {
         let werr = |message: String| BundleError::Write {
             path: dir.to_path_buf(),
             message,
@@ -364,6 +375,13 @@ impl Bundle {
                           # overridden per station rather than edited here.\n";
             std::fs::write(tmp.join(META_FILE), format!("{header}{text}"))
                 .map_err(|e| werr(e.to_string()))?;
+            for (name, src) in files {
+                if !is_plain_file_name(name) {
+                    return Err(werr(format!("{name}: not a plain file name")));
+                }
+                std::fs::copy(src, tmp.join(name))
+                    .map_err(|e| werr(format!("cannot copy {}: {e}", src.display())))?;
+            }
             sync_dir(&tmp);
             // Swap: move an old bundle aside, move the new one in, then delete the old one.
             let old = parent.join(format!(

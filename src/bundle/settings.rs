@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::geometry::{Geometry, Roi, Tiles};
 use crate::model::backbone::BackboneKind;
 
 /// What fills a synthetic rectangle.
@@ -61,6 +62,19 @@ pub struct TrainConfig {
     /// Apprentice BatchNorm running-statistics momentum (PyTorch convention).
     pub bn_momentum: f64,
     pub seed: u64,
+    /// Inspection geometry (kept in the bundle as `[geometry]`): tiled inspection with
+    /// square tiles of this side, the network input (`image_size` must equal it; a `tile`
+    /// without `image_size` sets it). None = the frame (ROI) resized to `image_size`.
+    pub tile: Option<u32>,
+    /// Network pixels shared by neighbouring tiles (tiles only; default 0).
+    pub overlap: Option<u32>,
+    /// The inspected rectangle of every frame, in source pixels.
+    pub roi: Option<Roi>,
+    /// Source pixels per network pixel before tiling (tiles only; default 1).
+    pub scale: Option<f32>,
+    /// Ignore mask image (the ROI's size in source pixels; black = never inspect),
+    /// copied into the bundle folder (tiles only).
+    pub mask: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -80,6 +94,11 @@ impl Default for TrainConfig {
             holdout_fraction: 0.1,
             bn_momentum: 0.1,
             seed: 0,
+            tile: None,
+            overlap: None,
+            roi: None,
+            scale: None,
+            mask: None,
         }
     }
 }
@@ -123,6 +142,29 @@ fn check_f64(x: f64, lo: f64, hi: f64) -> Result<(), String> {
 }
 
 impl TrainConfig {
+    /// The inspection geometry these settings ask for, as the bundle records it: the mask
+    /// by its file name in the bundle folder.
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            roi: self.roi,
+            scale: self.scale.unwrap_or(1.0),
+            tile: self.tile.map(|size| Tiles {
+                size,
+                overlap: self.overlap.unwrap_or(0),
+            }),
+            mask: self.mask.as_ref().map(|m| {
+                m.file_name()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| m.clone())
+            }),
+        }
+    }
+
+    /// Whether inspection (and so training) is tiled.
+    pub fn tiled(&self) -> bool {
+        self.tile.is_some()
+    }
+
     /// Every setting outside the range a real training run could use, as (key in the
     /// `[train]` table, problem). Pure: `train` checks its settings with it before
     /// training, and a bundle's recorded settings are checked with it when it is read.
@@ -170,6 +212,33 @@ impl TrainConfig {
         check("bn_momentum", check_f64(self.bn_momentum, 0.0, 1.0));
         // Rectangles per image (reference: 4; 64 is 16 times that).
         check("anomalies.max_count", check_int(self.anomalies.max_count.into(), 0, 64));
+        // The geometry, by the bundle's own rules (`bundle::geometry`), under the `[train]`
+        // keys that set it.
+        if self.overlap.is_some() && self.tile.is_none() {
+            out.push(("overlap", "applies to tiles only: set tile too".to_string()));
+        }
+        if let Some(m) = &self.mask {
+            if m.file_name().is_none() {
+                out.push(("mask", format!("must name an image file, got \"{}\"", m.display())));
+            }
+        }
+        self.geometry().problems(self.image_size, &mut |field: &str, m: String| {
+            let (key, sub) = match field {
+                "geometry.tile.size" => ("tile", None),
+                "geometry.tile.overlap" => ("overlap", None),
+                "geometry.scale" => ("scale", None),
+                "geometry.mask" => ("mask", None),
+                f => ("roi", f.strip_prefix("geometry.roi.")),
+            };
+            let m = m
+                .replace("the bundle's input_size", "image_size")
+                .replace("geometry.tile", "tile")
+                .replace("geometry.", "");
+            out.push((key, match sub {
+                Some(s) => format!("{s} {m}"),
+                None => m,
+            }));
+        });
         out
     }
 
@@ -200,9 +269,23 @@ impl TrainConfig {
         let Some(train) = file.train else {
             return Ok(Self::default());
         };
-        let cfg: Self = train
+        let sets_size = train.get("image_size").is_some();
+        let mut cfg: Self = train
             .try_into()
             .with_context(|| format!("{}: invalid [train] table", path.display()))?;
+        // `tile` is the network input: it sets `image_size` unless that is given too (then
+        // the two must agree, see `problems`).
+        if let (Some(t), false) = (cfg.tile, sets_size) {
+            cfg.image_size = t;
+        }
+        // A relative mask path is relative to the file that names it.
+        if let Some(m) = &cfg.mask {
+            if m.is_relative() {
+                if let Some(dir) = path.parent() {
+                    cfg.mask = Some(dir.join(m));
+                }
+            }
+        }
         Ok(cfg)
     }
 }
@@ -273,5 +356,53 @@ mod tests {
             assert_eq!(c.problems(), vec![(*key, message.to_string())]);
             assert_eq!(c.validate().unwrap_err().to_string(), format!("train.{key}: {message}"));
         }
+    }
+
+    /// The geometry keys, checked by the bundle's geometry rules under their `[train]` keys.
+    #[test]
+    fn the_geometry_keys_are_checked_by_the_bundles_rules() {
+        let tiled = TrainConfig {
+            image_size: 64,
+            tile: Some(64),
+            overlap: Some(16),
+            roi: Some(Roi { x: 0, y: 0, w: 320, h: 256 }),
+            scale: Some(2.0),
+            mask: Some("/masks/part.png".into()),
+            ..Default::default()
+        };
+        assert_eq!(tiled.problems(), vec![]);
+        let g = tiled.geometry();
+        assert_eq!(g.tile, Some(Tiles { size: 64, overlap: 16 }));
+        assert_eq!(g.mask, Some(PathBuf::from("part.png")));
+        assert_eq!(TrainConfig::default().geometry(), Geometry::default());
+        let cases: &[(&str, &str, Edit)] = &[
+            ("tile", "must be image_size (64), got 128", |c| c.tile = Some(128)),
+            ("overlap", "must be below half the tile size (32), got 32", |c| c.overlap = Some(32)),
+            ("roi", "w must be a side of source pixels from 1 to 16384, got 0", |c| c.roi.as_mut().unwrap().w = 0),
+            ("roi", "320x100 source px at scale 2 is 160x50 network px, smaller than one 64x64 tile", |c| c.roi.as_mut().unwrap().h = 100),
+            ("scale", "must be a finite number of source pixels per network pixel in [1, 16], got 0.5", |c| c.scale = Some(0.5)),
+        ];
+        for (key, message, edit) in cases {
+            let mut c = tiled.clone();
+            edit(&mut c);
+            assert_eq!(c.problems(), vec![(*key, message.to_string())]);
+        }
+        let untiled = TrainConfig { overlap: Some(8), mask: Some("m.png".into()), ..Default::default() };
+        let keys: Vec<&str> = untiled.problems().iter().map(|p| p.0).collect();
+        assert_eq!(keys, vec!["overlap", "mask"]);
+    }
+
+    #[test]
+    fn a_tile_in_the_file_sets_the_input_size_unless_it_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[train]\ntile = 128\nroi = { x = 1, y = 2, w = 300, h = 200 }\nmask = \"m.png\"\n").unwrap();
+        let cfg = TrainConfig::from_file(&path).unwrap();
+        assert_eq!((cfg.image_size, cfg.tile), (128, Some(128)));
+        assert_eq!(cfg.roi, Some(Roi { x: 1, y: 2, w: 300, h: 200 }));
+        assert_eq!(cfg.mask, Some(dir.path().join("m.png")));
+        std::fs::write(&path, "[train]\ntile = 128\nimage_size = 64\n").unwrap();
+        let cfg = TrainConfig::from_file(&path).unwrap();
+        assert_eq!(cfg.problems(), vec![("tile", "must be image_size (64), got 128".to_string())]);
     }
 }

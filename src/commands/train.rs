@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{check_device, check_image_folder, check_output_dir, check_weights_file, Problems};
 use crate::infer::default_models_dir;
 use crate::infer::detector::{weights_fix, ModelsDir};
+use crate::bundle::geometry::Roi;
 use crate::model::checkpoint::CheckpointError;
 use crate::platform::device::DeviceChoice;
 use crate::model::backbone::BackboneKind;
@@ -48,8 +49,72 @@ pub struct TrainOptions {
     pub device: DeviceChoice,
 }
 
+/// The inspection geometry `train` decides and records in the bundle (the same keys in
+/// the `[train]` table; flags override them).
+#[derive(Debug, Default, clap::Args)]
+pub struct GeometryOptions {
+    /// Tiled inspection: cut the frame (its ROI, scaled) into square tiles of SIZE network
+    /// pixels, the network input (sets the input size). Without it the frame is resized
+    /// to the input.
+    #[arg(long, value_name = "SIZE")]
+    pub tile: Option<u32>,
+    /// Network pixels shared by neighbouring tiles (below half a tile).
+    #[arg(long, value_name = "PX")]
+    pub overlap: Option<u32>,
+    /// The inspected rectangle of every frame, in source pixels: left, top, width, height.
+    #[arg(long, value_name = "X,Y,W,H", value_parser = parse_roi)]
+    pub roi: Option<Roi>,
+    /// Source pixels per network pixel before tiling (2 halves the ROI).
+    #[arg(long, value_name = "F")]
+    pub scale: Option<f32>,
+    /// Ignore mask image, the ROI's size in source pixels: black = never inspect (copied
+    /// into the bundle).
+    #[arg(long, value_name = "FILE")]
+    pub mask: Option<PathBuf>,
+}
+
+/// `X,Y,W,H` in source pixels.
+fn parse_roi(s: &str) -> Result<Roi, String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let nums: Option<Vec<u32>> = parts.iter().map(|p| p.parse().ok()).collect();
+    match nums.as_deref() {
+        Some(&[x, y, w, h]) => Ok(Roi { x, y, w, h }),
+        _ => Err(format!(
+            "expected X,Y,W,H: four whole numbers of source pixels (left, top, width, height), got \"{s}\""
+        )),
+    }
+}
+
+impl GeometryOptions {
+    /// The flags over `cfg` (`--tile` sets the input size too).
+    pub fn apply(&self, cfg: &mut TrainConfig) {
+        if let Some(t) = self.tile {
+            cfg.tile = Some(t);
+            cfg.image_size = t;
+        }
+        if let Some(v) = self.overlap {
+            cfg.overlap = Some(v);
+        }
+        if let Some(v) = self.roi {
+            cfg.roi = Some(v);
+        }
+        if let Some(v) = self.scale {
+            cfg.scale = Some(v);
+        }
+        if let Some(v) = &self.mask {
+            cfg.mask = Some(v.clone());
+        }
+    }
+}
+
 impl TrainOptions {
     pub fn config(&self) -> Result<TrainConfig> {
+        self.config_with(None)
+    }
+
+    /// The settings: the file's `[train]` table, the flags over it, `geometry`'s flags over
+    /// those; validated.
+    pub fn config_with(&self, geometry: Option<&GeometryOptions>) -> Result<TrainConfig> {
         let mut cfg = match &self.config {
             Some(path) => TrainConfig::from_file(path)?,
             None => TrainConfig::default(),
@@ -78,6 +143,14 @@ impl TrainOptions {
         if self.no_oom {
             cfg.oom = false;
         }
+        if let Some(g) = geometry {
+            g.apply(&mut cfg);
+        }
+        if let Some(m) = &cfg.mask {
+            if !m.is_file() {
+                anyhow::bail!("mask {}: no such file", m.display());
+            }
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -94,7 +167,16 @@ impl TrainOptions {
     /// Checks the training settings and that the expert weights they name open (the
     /// default file in the models folder, `--expert`, or the config's `expert_weights`).
     pub fn check(&self, problems: &mut Problems) -> Option<TrainConfig> {
-        let cfg = problems.take(self.config())?;
+        self.check_with(None, problems)
+    }
+
+    /// [`Self::check`] with `train`'s geometry flags.
+    pub fn check_with(
+        &self,
+        geometry: Option<&GeometryOptions>,
+        problems: &mut Problems,
+    ) -> Option<TrainConfig> {
+        let cfg = problems.take(self.config_with(geometry))?;
         let dir = self.models_folder();
         let (path, given) = match (&self.expert, &cfg.expert_weights) {
             (Some(p), _) => (p.clone(), Some("--expert".to_string())),
@@ -122,6 +204,8 @@ pub struct TrainArgs {
     pub restart: bool,
     #[command(flatten)]
     pub options: TrainOptions,
+    #[command(flatten)]
+    pub geometry: GeometryOptions,
 }
 
 /// Ctrl-C / SIGTERM raise the flag: training finishes its step, saves, and returns.
@@ -158,14 +242,21 @@ impl TrainProgress {
             .mean_synthetic
             .map(|v| format!("{v:.4}"))
             .unwrap_or_else(|| "-".into());
+        let rate = if r.tiled {
+            format!(
+                "{:.1} tiles/s, {}/{} tiles of {} frames this epoch",
+                r.images_per_s, r.samples_in_epoch, r.samples_per_epoch, r.frames
+            )
+        } else {
+            format!("{:.1} img/s", r.images_per_s)
+        };
         let line = format!(
-            "epoch {}/{} loss {:.4} d_normal {:.4} d_synth {} {:.1} img/s ETA {}",
+            "epoch {}/{} loss {:.4} d_normal {:.4} d_synth {} {rate} ETA {}",
             r.epoch,
             r.epochs,
             r.loss,
             r.mean_normal,
             syn,
-            r.images_per_s,
             humantime::format_duration(std::time::Duration::from_secs(r.eta_s as u64))
         );
         self.bar.set_length(r.total_steps);
@@ -218,7 +309,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
     // Every input, before any work: all problems in one report.
     let mut problems = Problems::new("train");
     check_image_folder("--data", &args.data, 2, &mut problems);
-    let config = args.options.check(&mut problems);
+    let config = args.options.check_with(Some(&args.geometry), &mut problems);
     if args.out.is_file() {
         problems.push(format!(
             "--out {} is a file; give the folder to write the model bundle to",

@@ -14,6 +14,9 @@ use super::metrics::{auroc, f1_max, F1Max, PixelMetrics};
 use crate::imageio::{load_rgb, write_f32_tiff};
 use crate::infer::Detector;
 
+/// Tiles per batch through the pair for a tiled bundle.
+const INSPECT_BATCH: usize = 8;
+
 /// AU-PRO is integrated up to this false-positive rate (the MVTec AD convention).
 pub const PRO_LIMIT: f64 = 0.3;
 
@@ -69,13 +72,14 @@ pub fn score_category(
     for (i, sample) in category.test.iter().enumerate() {
         let img = load_rgb(&sample.image)?;
         let (w, h) = img.dimensions();
+        // The bundle's inspection geometry (tiles, ROI, mask): for an untiled bundle this
+        // is exactly `infer` on the whole image.
         let result = detector
-            .infer(std::slice::from_ref(&img))
-            .with_context(|| format!("inference failed on {}", sample.image.display()))?
-            .remove(0);
+            .inspect_frame(&img, INSPECT_BATCH)
+            .with_context(|| format!("inference failed on {}", sample.image.display()))?;
         drop(img);
         let mask = load_mask(sample, w, h)?;
-        let map = result.map_at(w, h);
+        let map = result.map_in_frame(w, h);
         pixels
             .get_or_insert_with(|| PixelMetrics::with_capacity(map.len() * category.test.len()))
             .add(&map, &mask, w as usize, h as usize)

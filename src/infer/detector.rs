@@ -121,6 +121,24 @@ impl FrameInspection {
             self.roi.w as usize,
         )
     }
+
+    /// [`Self::map_at_source`] placed in a map of the whole `frame_w` x `frame_h` frame, zero
+    /// outside the ROI (which was not inspected): what ground truth is compared with.
+    pub fn map_in_frame(&self, frame_w: u32, frame_h: u32) -> Vec<f32> {
+        let roi_map = self.map_at_source();
+        let (fw, fh) = (frame_w as usize, frame_h as usize);
+        let (x0, y0, w, h) = (self.roi.x as usize, self.roi.y as usize, self.roi.w as usize, self.roi.h as usize);
+        if (x0, y0, w, h) == (0, 0, fw, fh) {
+            return roi_map;
+        }
+        let mut map = vec![0f32; fw * fh];
+        for (row, src) in roi_map.chunks_exact(w).enumerate().take(fh.saturating_sub(y0)) {
+            let n = w.min(fw.saturating_sub(x0));
+            let at = (y0 + row) * fw + x0;
+            map[at..at + n].copy_from_slice(&src[..n]);
+        }
+        map
+    }
 }
 
 pub struct Detector {
@@ -560,5 +578,32 @@ impl Detector {
             size: self.meta.input_size,
             score,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inspection(roi: Roi) -> FrameInspection {
+        // A 2x2 network map over the ROI: bilinear (align corners) to the ROI's size.
+        FrameInspection { map: vec![1.0, 2.0, 3.0, 4.0], width: 2, height: 2, roi, scale: 1.0, tiles: 4, score: 4.0 }
+    }
+
+    #[test]
+    fn the_roi_map_lands_at_the_roi_in_the_frame_and_zero_elsewhere() {
+        let ins = inspection(Roi { x: 3, y: 1, w: 2, h: 2 });
+        let map = ins.map_in_frame(6, 4);
+        #[rustfmt::skip]
+        let want = [
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 0.0, 1.0, 2.0, 0.0,
+            0.0, 0.0, 0.0, 3.0, 4.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0f32,
+        ];
+        assert_eq!(map, want);
+        // An ROI that is the whole frame is the ROI's map itself.
+        let whole = inspection(Roi { x: 0, y: 0, w: 2, h: 2 });
+        assert_eq!(whole.map_in_frame(2, 2), whole.map_at_source());
     }
 }

@@ -14,12 +14,15 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{now_rfc3339, Bundle, BundleMeta, Calibration, TrainingRecord, FORMAT_VERSION};
 use crate::imageio::{list_images, load_rgb};
+use crate::infer::geometry::{frame_roi, Mask};
+use crate::infer::tiling::TileGrid;
 use crate::infer::Detector;
 use crate::model::backbone::{
     Expert, Network, TrainableApprentice, IMAGENET_MEAN, IMAGENET_STD,
@@ -99,8 +102,15 @@ pub struct StepReport {
     pub loss: f64,
     pub mean_normal: f64,
     pub mean_synthetic: Option<f64>,
+    /// Training samples (whole images, or tiles when tiled) per second.
     pub images_per_s: f64,
     pub eta_s: f64,
+    /// Tiled training: the samples are tiles cut from `frames` training frames.
+    pub tiled: bool,
+    /// Samples done in this epoch, and per epoch.
+    pub samples_in_epoch: usize,
+    pub samples_per_epoch: usize,
+    pub frames: usize,
 }
 
 /// Where the resume state of a run writing `out` lives.
@@ -126,10 +136,65 @@ struct ResumeState {
 }
 
 struct Dataset {
+    /// The training frames as the network sees them: untiled, the ROI resized to the
+    /// input; tiled, the ROI resized by 1/scale (what `Detector::inspect_frame` cuts tiles
+    /// from). Kept as 8-bit images; tiles are cut per batch.
     train: Vec<RgbImage>,
+    /// The held-out frames, processed as `train` (untiled calibration runs on these).
     holdout: Vec<RgbImage>,
+    /// Their files: tiled calibration reads each whole frame again and inspects it through
+    /// `Detector::inspect_frame`, exactly as a station would.
+    holdout_paths: Vec<PathBuf>,
     skipped: usize,
     fingerprint: String,
+    /// The first readable frame's size, in source pixels.
+    first_size: (u32, u32),
+}
+
+/// A frame as training sees it (see [`Dataset::train`]); refuses a frame that does not
+/// hold the geometry's ROI (or one tile of it), naming both sizes.
+fn prepare_frame(img: &RgbImage, cfg: &TrainConfig, path: &Path) -> Result<RgbImage> {
+    let geometry = cfg.geometry();
+    let roi = frame_roi(&geometry, img.width(), img.height())
+        .with_context(|| format!("training image {}", path.display()))?;
+    let cropped;
+    let src = if (roi.x, roi.y, roi.w, roi.h) == (0, 0, img.width(), img.height()) {
+        img
+    } else {
+        cropped = image::imageops::crop_imm(img, roi.x, roi.y, roi.w, roi.h).to_image();
+        &cropped
+    };
+    let (w, h) = if cfg.tiled() {
+        geometry.network_size(roi.w, roi.h)
+    } else {
+        (cfg.image_size, cfg.image_size)
+    };
+    if (w, h) == (src.width(), src.height()) && cfg.tiled() {
+        return Ok(src.clone());
+    }
+    Ok(image::imageops::resize(src, w, h, image::imageops::FilterType::Triangle))
+}
+
+/// Untiled, a frame (its ROI) larger than twice the input on a side loses its fine detail
+/// to the resize: the warning, or none.
+pub fn shrink_warning(cfg: &TrainConfig, width: u32, height: u32) -> Option<String> {
+    if cfg.tiled() {
+        return None;
+    }
+    let (w, h) = cfg.roi.map(|r| (r.w, r.h)).unwrap_or((width, height));
+    let factor = w.max(h) as f64 / cfg.image_size as f64;
+    if factor <= 2.0 {
+        return None;
+    }
+    // Features are compared at the input's resolution: a defect must cover about two
+    // input pixels to show in the map.
+    let vanish = (2.0 * factor).ceil() as u64;
+    Some(format!(
+        "training images are {w}x{h} and are resized to the {s}x{s} input, a {factor:.1}x shrink: \
+         a defect narrower than ~{vanish} source pixels will vanish; to inspect at native \
+         resolution train with --tile {s} (tiled inspection, `tile` in [train])",
+        s = cfg.image_size
+    ))
 }
 
 fn load_dataset(data: &TrainData, cfg: &TrainConfig) -> Result<Dataset> {
@@ -138,17 +203,21 @@ fn load_dataset(data: &TrainData, cfg: &TrainConfig) -> Result<Dataset> {
         TrainData::Files(files) => files.clone(),
     };
     let mut images = Vec::with_capacity(paths.len());
+    let mut used = Vec::with_capacity(paths.len());
     let mut names = Vec::new();
     let mut skipped = 0;
+    let mut first_size = None;
     for path in &paths {
         match load_rgb(path) {
             Ok(img) => {
-                images.push(image::imageops::resize(
-                    &img,
-                    cfg.image_size,
-                    cfg.image_size,
-                    image::imageops::FilterType::Triangle,
-                ));
+                if first_size.is_none() {
+                    first_size = Some((img.width(), img.height()));
+                    if let Some(w) = shrink_warning(cfg, img.width(), img.height()) {
+                        log::warn!("{w}");
+                    }
+                }
+                images.push(prepare_frame(&img, cfg, path)?);
+                used.push(path.clone());
                 // Name and size: a resumed run must see the same images.
                 let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
                 let name = path.file_name().unwrap_or_default().to_string_lossy();
@@ -178,9 +247,11 @@ fn load_dataset(data: &TrainData, cfg: &TrainConfig) -> Result<Dataset> {
     let hold: std::collections::HashSet<usize> = order[..n_hold].iter().copied().collect();
     let mut train = Vec::new();
     let mut holdout = Vec::new();
-    for (i, img) in images.into_iter().enumerate() {
+    let mut holdout_paths = Vec::new();
+    for (i, (img, path)) in images.into_iter().zip(used).enumerate() {
         if hold.contains(&i) {
             holdout.push(img);
+            holdout_paths.push(path);
         } else {
             train.push(img);
         }
@@ -197,9 +268,46 @@ fn load_dataset(data: &TrainData, cfg: &TrainConfig) -> Result<Dataset> {
     Ok(Dataset {
         train,
         holdout,
+        holdout_paths,
         skipped,
         fingerprint,
+        first_size: first_size.unwrap_or((0, 0)),
     })
+}
+
+/// One training sample: frame index and the origin of its crop (0, 0 untiled: the
+/// whole prepared frame).
+type Sample = (usize, u32, u32);
+
+/// The samples of one epoch, before shuffling. Untiled: every frame. Tiled: every frame
+/// at every tile position of the inspection grid (`TileGrid`, as `inspect_frame` cuts
+/// them), then as many crops again per frame at uniformly random origins, drawn afresh
+/// each epoch from the seed, so the apprentice sees every alignment of the texture; the
+/// same seed and epoch give the same crops (a resumed run sees what it would have).
+fn epoch_samples(frames: &[RgbImage], cfg: &TrainConfig, epoch: usize) -> Vec<Sample> {
+    let Some(t) = cfg.tile else {
+        return (0..frames.len()).map(|i| (i, 0, 0)).collect();
+    };
+    let overlap = cfg.overlap.unwrap_or(0);
+    let mut out = Vec::new();
+    let mut counts = Vec::with_capacity(frames.len());
+    for (i, f) in frames.iter().enumerate() {
+        // `prepare_frame` refused a frame smaller than a tile.
+        let grid = TileGrid::new(f.width(), f.height(), t, overlap);
+        let origins = grid.map(|g| g.origins()).unwrap_or_default();
+        counts.push(origins.len());
+        out.extend(origins.into_iter().map(|(x, y)| (i, x, y)));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x711E_5A3D_C0DE);
+    rng.set_stream(epoch as u64);
+    for (i, f) in frames.iter().enumerate() {
+        for _ in 0..counts[i] {
+            let x = rng.gen_range(0..=f.width() - t);
+            let y = rng.gen_range(0..=f.height() - t);
+            out.push((i, x, y));
+        }
+    }
+    out
 }
 
 fn step_rng(seed: u64, epoch: usize, step: usize) -> ChaCha8Rng {
@@ -272,7 +380,7 @@ pub fn bundle_meta(
         score: ScoreMethod::default(),
         calibration: None,
         training,
-        geometry: Default::default(),
+        geometry: cfg.geometry(),
     }
 }
 
@@ -309,6 +417,32 @@ pub fn train(
         data.skipped,
         job.data
     );
+    // The ignore mask: read (and checked against the ROI or the frames) before training.
+    let mask = match &cfg.mask {
+        Some(path) => {
+            let m = Mask::load(path)?;
+            let roi = cfg.roi.unwrap_or(crate::bundle::geometry::Roi {
+                x: 0,
+                y: 0,
+                w: data.first_size.0,
+                h: data.first_size.1,
+            });
+            m.check_covers(&roi)?;
+            Some(m)
+        }
+        None => None,
+    };
+    let samples_per_epoch = epoch_samples(&data.train, cfg, 0).len();
+    if let Some(t) = cfg.tile {
+        log::info!(
+            "tiled training: {} training frames cut into {} tiles of {t}x{t} per epoch ({} at the tile positions, {} at random shifts); calibration on {} held-out whole frames",
+            data.train.len(),
+            samples_per_epoch,
+            samples_per_epoch / 2,
+            samples_per_epoch - samples_per_epoch / 2,
+            data.holdout.len()
+        );
+    }
 
     let apprentice = TrainableApprentice::new(cfg.backbone, cfg.seed, cfg.bn_momentum, device)?;
     let mut opt = AdamW::new(apprentice.params.clone(), cfg.optimiser())?;
@@ -356,7 +490,7 @@ pub fn train(
         );
     }
 
-    let n = data.train.len();
+    let n = samples_per_epoch;
     let batch = cfg.batch_size.min(n);
     let steps_per_epoch = n / batch; // drop the last partial batch (BatchNorm needs a batch)
     let total_steps = (steps_per_epoch * cfg.epochs) as u64;
@@ -388,7 +522,8 @@ pub fn train(
         };
 
     for epoch in start_epoch..cfg.epochs {
-        let mut order: Vec<usize> = (0..n).collect();
+        let samples = epoch_samples(&data.train, cfg, epoch);
+        let mut order: Vec<usize> = (0..samples.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(
             cfg.seed.wrapping_add(epoch as u64 + 1),
         ));
@@ -396,7 +531,20 @@ pub fn train(
         let first_step = if epoch == start_epoch { start_step } else { 0 };
         for step in first_step..steps_per_epoch {
             let idx = &order[step * batch..(step + 1) * batch];
-            let imgs: Vec<&RgbImage> = idx.iter().map(|&i| &data.train[i]).collect();
+            let tiles: Vec<RgbImage>;
+            let imgs: Vec<&RgbImage> = match cfg.tile {
+                None => idx.iter().map(|&k| &data.train[samples[k].0]).collect(),
+                Some(t) => {
+                    tiles = idx
+                        .iter()
+                        .map(|&k| {
+                            let (i, x, y) = samples[k];
+                            image::imageops::crop_imm(&data.train[i], x, y, t, t).to_image()
+                        })
+                        .collect();
+                    tiles.iter().collect()
+                }
+            };
             let mut rng = step_rng(cfg.seed, epoch, step);
             let (x, mask) = make_batch(&imgs, cfg, &mut rng, device)?;
             let out = train_step(
@@ -431,6 +579,10 @@ pub fn train(
                 mean_synthetic: out.mean_synthetic_d,
                 images_per_s: images_done as f64 / elapsed.max(1e-9),
                 eta_s: elapsed / steps_this_run as f64 * total_steps.saturating_sub(done) as f64,
+                tiled: cfg.tiled(),
+                samples_in_epoch: (step + 1) * batch,
+                samples_per_epoch: n,
+                frames: data.train.len(),
             });
             if stop.load(Ordering::SeqCst) {
                 // The epoch's order and anomalies derive from the seed, so a resumed run
@@ -463,14 +615,35 @@ pub fn train(
     };
     let meta = bundle_meta(cfg, &expert_file, &expert.sha256, record);
     let state = apprentice.state_dict();
-    let detector = Detector::from_state(meta, expert.net, state.clone(), device)?;
+    let mut detector = Detector::from_state(meta, expert.net, state.clone(), device)?;
     let mut scores = Vec::new();
-    for chunk in data.holdout.chunks(cfg.batch_size.max(1)) {
-        scores.extend(detector.infer(chunk)?.into_iter().map(|r| r.score));
+    if cfg.tiled() {
+        // Whole held-out frames through exactly the inspection path: the score of each
+        // frame's stitched map, so the threshold is a frame threshold.
+        detector.set_mask(mask)?;
+        for path in &data.holdout_paths {
+            let frame = load_rgb(path)?;
+            let r = detector
+                .inspect_frame(&frame, cfg.batch_size.max(1))
+                .with_context(|| format!("calibrating on {}", path.display()))?;
+            scores.push(r.score);
+        }
+    } else {
+        for chunk in data.holdout.chunks(cfg.batch_size.max(1)) {
+            scores.extend(detector.infer(chunk)?.into_iter().map(|r| r.score));
+        }
     }
     let mut meta = detector.meta;
     meta.calibration = Calibration::from_scores(&scores);
-    Bundle::write(&job.out, &meta, &state)?;
+    let mask_file = match (&cfg.mask, &meta.geometry.mask) {
+        (Some(src), Some(name)) => Some((name.to_string_lossy().to_string(), src.clone())),
+        _ => None,
+    };
+    let files: Vec<(&str, &Path)> = mask_file
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_path()))
+        .collect();
+    Bundle::write_with_files(&job.out, &meta, &state, &files)?;
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(TrainOutcome::Finished {
         bundle: job.out.clone(),
