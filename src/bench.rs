@@ -15,6 +15,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::infer::geometry::{frame_roi, GeometryError, Mask};
+use crate::infer::preprocess::{batch_tensor, image_to_chw};
+use crate::infer::tiling::{finish_stitched, TileGrid};
 use crate::infer::verdict::rejects;
 use crate::infer::{Detector, InferError};
 use crate::model::backbone::{BackboneKind, Network, TrainableApprentice};
@@ -153,6 +156,9 @@ pub struct Report {
     pub train_error: Option<String>,
     /// Post-processing time over model time, at batch 1.
     pub postprocess_share: f64,
+    /// Whole frames inspected with the bundle's geometry (`--frame`, `--tile`, or a bundle
+    /// with a geometry); none otherwise.
+    pub frame_run: Option<FrameRun>,
     pub peak_rss_bytes: Option<u64>,
 }
 
@@ -249,6 +255,245 @@ pub fn run_inference(
     })
 }
 
+/// The stages of one frame inspected with the bundle's geometry, in the order
+/// `Detector::inspect_frame` runs them (the JSON names): `cut_scale` is the ROI's crop, its
+/// resize by 1/scale, the tiles' cut and normalisation and their batches' upload;
+/// `model` both networks on every batch; `discrepancy_upsample` the tiles' raw maps;
+/// `stitch` their max-blend into one map; `smoothing_score` the mask, the smoothing and the
+/// image score. Untiled, the ROI is one image resized to the input and `stitch` is empty.
+pub const FRAME_STAGES: [&str; 6] = [
+    "decode",
+    "cut_scale",
+    "model",
+    "discrepancy_upsample",
+    "stitch",
+    "smoothing_score",
+];
+
+/// A whole frame inspected with the bundle's geometry, timed stage by stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameRun {
+    /// Tiles run through the networks at a time.
+    pub batch: usize,
+    /// Tiles per frame (0: the ROI resized to the input whole).
+    pub tiles: usize,
+    /// The map's size in network pixels.
+    pub map_width: u32,
+    pub map_height: u32,
+    pub stages: Vec<StageStats>,
+    /// Decode to score, per frame.
+    pub end_to_end: Stats,
+    /// Median end-to-end milliseconds per frame.
+    pub ms_per_frame: f64,
+    /// Tiles per second from `ms_per_frame` (0 untiled).
+    pub tiles_per_s: f64,
+    /// Of the inspection after decoding (sum of the stages' medians but `decode`), the
+    /// share outside the networks: cutting and scaling, discrepancy, stitching, smoothing
+    /// and scoring.
+    pub outside_networks_share: f64,
+    /// The image score of the last iteration (the same as `Detector::inspect_frame`'s).
+    pub score: f32,
+    /// `tiles` times one image's network and map time in a batch of `batch` images
+    /// (`batch_n`'s model, discrepancy and smoothing medians over its batch): what the
+    /// tiles would cost as separate images. Set by the caller; none untiled.
+    pub tiles_as_images_ms: Option<f64>,
+    /// The inspection after decoding over `tiles_as_images_ms`.
+    pub tiled_over_images: Option<f64>,
+}
+
+impl FrameRun {
+    pub fn stage(&self, name: &str) -> Option<&Stats> {
+        self.stages.iter().find(|s| s.stage == name).map(|s| &s.stats)
+    }
+
+    /// The inspection's median milliseconds after decoding (sum of the stages' medians).
+    pub fn inspect_ms(&self) -> f64 {
+        self.stages
+            .iter()
+            .filter(|s| s.stage != "decode")
+            .map(|s| s.stats.median_ms)
+            .sum()
+    }
+
+    /// Fills `tiles_as_images_ms` and the ratio from a run of whole images at this batch.
+    pub fn compare_with_images(&mut self, images: &BatchRun) {
+        if self.tiles == 0 {
+            return;
+        }
+        let per_image = (images.model_ms() + images.postprocess_ms()) / images.batch as f64;
+        let ms = per_image * self.tiles as f64;
+        self.tiles_as_images_ms = Some(ms);
+        self.tiled_over_images = Some(self.inspect_ms() / ms);
+    }
+}
+
+/// Inspects `frame` with `detector`'s geometry `warmup + iterations` times, as
+/// `Detector::inspect_frame` does (the same calls in the same order, tiles `batch` at a
+/// time), timing every stage. `mask` is the geometry's ignore mask (required when it
+/// names one).
+pub fn run_frame(
+    detector: &Detector,
+    frame: &Frame,
+    mask: Option<&Mask>,
+    batch: usize,
+    warmup: usize,
+    iterations: usize,
+) -> Result<FrameRun> {
+    let device = detector.device().clone();
+    let geometry = detector.meta.geometry.clone();
+    let size = detector.meta.input_size;
+    let mask = match (&geometry.mask, mask) {
+        (None, _) => None,
+        (Some(_), Some(m)) => Some(m),
+        (Some(name), None) => {
+            return Err(InferError::from(GeometryError::MaskNotLoaded {
+                name: name.display().to_string(),
+            })
+            .into())
+        }
+    };
+    let batch = batch.max(1);
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(iterations); FRAME_STAGES.len()];
+    let mut end_to_end = Vec::with_capacity(iterations);
+    let (mut tiles, mut map_w, mut map_h, mut score) = (0, 0, 0, f32::NAN);
+    for it in 0..warmup + iterations {
+        let mut ms = [0f64; FRAME_STAGES.len()];
+        let start = Instant::now();
+        let img = decode(frame)?;
+        ms[0] = start.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let roi = frame_roi(&geometry, img.width(), img.height()).map_err(InferError::from)?;
+        let cropped;
+        let src = if (roi.x, roi.y, roi.w, roi.h) == (0, 0, img.width(), img.height()) {
+            &img
+        } else {
+            cropped = image::imageops::crop_imm(&img, roi.x, roi.y, roi.w, roi.h).to_image();
+            &cropped
+        };
+        let (grid, chw) = match geometry.tile {
+            None => (None, vec![image_to_chw(src, size)]),
+            Some(tl) => {
+                if let Some(m) = mask {
+                    m.check_covers(&roi).map_err(InferError::from)?;
+                }
+                let (nw, nh) = geometry.network_size(roi.w, roi.h);
+                let resized;
+                let scaled = if (nw, nh) == (roi.w, roi.h) {
+                    src
+                } else {
+                    resized = image::imageops::resize(src, nw, nh, image::imageops::FilterType::Triangle);
+                    &resized
+                };
+                let grid = TileGrid::new(nw, nh, tl.size, tl.overlap).ok_or_else(|| {
+                    InferError::from(GeometryError::FrameSmallerThanTile {
+                        width: img.width(),
+                        height: img.height(),
+                        scale: geometry.scale,
+                        network_w: nw,
+                        network_h: nh,
+                        tile: tl.size,
+                    })
+                })?;
+                use rayon::prelude::*;
+                let chw: Vec<Vec<f32>> = grid
+                    .origins()
+                    .par_iter()
+                    .map(|&(x, y)| {
+                        let tile = image::imageops::crop_imm(scaled, x, y, tl.size, tl.size).to_image();
+                        image_to_chw(&tile, size)
+                    })
+                    .collect();
+                (Some(grid), chw)
+            }
+        };
+        ms[1] += t.elapsed().as_secs_f64() * 1e3;
+        let mut raw = Vec::with_capacity(chw.len());
+        for chunk in chw.chunks(batch) {
+            let t = Instant::now();
+            let x = batch_tensor(chunk, size, &device)?;
+            sync(&device)?;
+            ms[1] += t.elapsed().as_secs_f64() * 1e3;
+            let t = Instant::now();
+            let (fe, fa) = detector.features_pair(&x);
+            let (fe, fa) = (fe?, fa?);
+            sync(&device)?;
+            ms[2] += t.elapsed().as_secs_f64() * 1e3;
+            let t = Instant::now();
+            raw.extend(detector.raw_maps(&fe, &fa)?);
+            ms[3] += t.elapsed().as_secs_f64() * 1e3;
+        }
+        drop(chw);
+        let n_tiles = grid.as_ref().map_or(0, |g| g.len());
+        let (s, w, h) = match grid {
+            None => {
+                let t = Instant::now();
+                let r = detector.finish(raw.pop().expect("one map for one image"));
+                ms[5] = t.elapsed().as_secs_f64() * 1e3;
+                (r.score, size, size)
+            }
+            Some(grid) => {
+                let t = Instant::now();
+                let mut map = grid.stitch(&raw);
+                drop(raw);
+                ms[4] = t.elapsed().as_secs_f64() * 1e3;
+                let t = Instant::now();
+                let m = mask.map(|m| m.at_network(grid.width, grid.height));
+                let s = finish_stitched(
+                    &mut map,
+                    grid.width as usize,
+                    grid.height as usize,
+                    detector.meta.smoothing_sigma,
+                    m.as_deref(),
+                    detector.meta.score,
+                );
+                black_box(&map);
+                ms[5] = t.elapsed().as_secs_f64() * 1e3;
+                (s, grid.width, grid.height)
+            }
+        };
+        (tiles, map_w, map_h, score) = (n_tiles, w, h, s);
+        let total = start.elapsed().as_secs_f64() * 1e3;
+        if it >= warmup {
+            for (v, m) in samples.iter_mut().zip(ms) {
+                v.push(m);
+            }
+            end_to_end.push(total);
+        }
+    }
+    let end_to_end = Stats::from_ms(&end_to_end);
+    let stages: Vec<StageStats> = FRAME_STAGES
+        .iter()
+        .zip(&samples)
+        .map(|(name, s)| StageStats {
+            stage: name.to_string(),
+            stats: Stats::from_ms(s),
+        })
+        .collect();
+    let median = |name: &str| {
+        stages
+            .iter()
+            .find(|s| s.stage == name)
+            .map_or(0.0, |s| s.stats.median_ms)
+    };
+    let outside = median("cut_scale") + median("discrepancy_upsample") + median("stitch") + median("smoothing_score");
+    let outside_networks_share = outside / (outside + median("model"));
+    let ms_per_frame = end_to_end.median_ms;
+    Ok(FrameRun {
+        batch,
+        tiles,
+        map_width: map_w,
+        map_height: map_h,
+        stages,
+        tiles_per_s: tiles as f64 / (ms_per_frame / 1e3),
+        ms_per_frame,
+        outside_networks_share,
+        end_to_end,
+        score,
+        tiles_as_images_ms: None,
+        tiled_over_images: None,
+    })
+}
+
 /// Times training steps (both forward passes, loss, backward, AdamW) of a fresh apprentice
 /// against `expert`, on one batch cut from `frame` with synthetic anomalies.
 pub fn run_training(
@@ -341,6 +586,33 @@ pub fn table(r: &Report) -> String {
         "post-processing / model time (batch 1): {:.1} %",
         100.0 * r.postprocess_share
     );
+    if let Some(f) = &r.frame_run {
+        let _ = writeln!(
+            t,
+            "whole frame ({}x{} network px, {} tiles, batch {}): {:.1} ms per frame, {:.1} tiles/s, {:.1} % outside the networks",
+            f.map_width,
+            f.map_height,
+            f.tiles,
+            f.batch,
+            f.ms_per_frame,
+            f.tiles_per_s,
+            100.0 * f.outside_networks_share
+        );
+        for s in &f.stages {
+            let _ = writeln!(
+                t,
+                "  {:<22} {:>10.3} ms median {:>10.3} ms p99",
+                s.stage, s.stats.median_ms, s.stats.p99_ms
+            );
+        }
+        if let (Some(ms), Some(ratio)) = (f.tiles_as_images_ms, f.tiled_over_images) {
+            let _ = writeln!(
+                t,
+                "  the tiles as {} separate images at batch {}: {:.1} ms; frame (after decoding) / that: {:.2}",
+                f.tiles, r.batch_n.batch, ms, ratio
+            );
+        }
+    }
     match &r.train_step {
         Some(tr) => {
             let _ = writeln!(

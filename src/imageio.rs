@@ -394,6 +394,44 @@ pub fn turbo(t: f32) -> [u8; 3] {
     [q(r), q(g), q(b)]
 }
 
+/// The colour an overlay draws the region of interest's rectangle in (pure green).
+pub const ROI_COLOUR: [u8; 3] = [0, 255, 0];
+/// The colour an overlay outlines each region above the pixel threshold in (white).
+pub const REGION_COLOUR: [u8; 3] = [255, 255, 255];
+
+/// Draws the one-pixel border of the rectangle `w` x `h` at (`x`, `y`) in `colour`; the
+/// part outside the image is skipped.
+pub fn draw_rect_outline(img: &mut RgbImage, x: u32, y: u32, w: u32, h: u32, colour: [u8; 3]) {
+    if w == 0 || h == 0 {
+        return;
+    }
+    let (iw, ih) = img.dimensions();
+    let (x1, y1) = (x.saturating_add(w - 1), y.saturating_add(h - 1));
+    let mut put = |px: u32, py: u32| {
+        if px < iw && py < ih {
+            img.put_pixel(px, py, image::Rgb(colour));
+        }
+    };
+    for px in x..=x1.min(iw.saturating_sub(1)) {
+        put(px, y);
+        put(px, y1);
+    }
+    for py in y..=y1.min(ih.saturating_sub(1)) {
+        put(x, py);
+        put(x1, py);
+    }
+}
+
+/// Sets the pixels at the row-major `indices` of `img` to `colour` (an index past the
+/// image is skipped).
+pub fn paint_pixels(img: &mut RgbImage, indices: &[usize], colour: [u8; 3]) {
+    let w = img.width() as usize;
+    let n = w * img.height() as usize;
+    for &i in indices.iter().filter(|&&i| i < n) {
+        img.put_pixel((i % w) as u32, (i / w) as u32, image::Rgb(colour));
+    }
+}
+
 /// Colour an anomaly map (already at the image's size) with the turbo colormap,
 /// normalised between `lo` and `hi` (clamped), and alpha-blend it over the image, more
 /// opaque where the value is high, so a person sees where the anomaly is. A map of
@@ -652,5 +690,23 @@ mod tests {
         assert_eq!(load_rgb(&path).unwrap(), img);
         let err = save_png_atomic(&dir.path().join("no/such/dir/o.png"), &img).unwrap_err();
         assert!(err.to_string().contains("o.png"));
+    }
+
+    #[test]
+    fn rectangles_and_pixels_are_drawn_inside_the_image() {
+        let mut img = RgbImage::new(6, 5);
+        draw_rect_outline(&mut img, 1, 1, 3, 3, ROI_COLOUR);
+        let lit: Vec<(u32, u32)> = img
+            .enumerate_pixels()
+            .filter(|(_, _, p)| p.0 == ROI_COLOUR)
+            .map(|(x, y, _)| (x, y))
+            .collect();
+        assert_eq!(lit, vec![(1, 1), (2, 1), (3, 1), (1, 2), (3, 2), (1, 3), (2, 3), (3, 3)]);
+        // Partly outside: clipped, no panic.
+        draw_rect_outline(&mut img, 4, 3, 10, 10, REGION_COLOUR);
+        assert_eq!(img.get_pixel(5, 3).0, REGION_COLOUR);
+        assert_eq!(img.get_pixel(4, 4).0, REGION_COLOUR);
+        paint_pixels(&mut img, &[0, 29, 30, 1000], [9, 9, 9]);
+        assert_eq!((img.get_pixel(0, 0).0, img.get_pixel(5, 4).0), ([9, 9, 9], [9, 9, 9]));
     }
 }

@@ -168,6 +168,30 @@ fn truncated_bundle(root: &Path) -> PathBuf {
     bundle
 }
 
+/// A copy of the fixture's bundle whose `model.toml` records a region of interest.
+fn bundle_with_geometry(root: &Path) -> PathBuf {
+    let bundle = root.join("bundle-roi");
+    std::fs::create_dir_all(&bundle).unwrap();
+    for entry in std::fs::read_dir(&fixture().bundle).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), bundle.join(entry.file_name())).unwrap();
+    }
+    let meta = bundle.join("model.toml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    assert!(!text.contains("[geometry]"));
+    std::fs::write(&meta, format!("{text}\n[geometry.roi]\nx = 0\ny = 0\nw = 48\nh = 48\n")).unwrap();
+    bundle
+}
+
+#[test]
+fn a_bundle_with_an_inspection_geometry_is_refused_until_the_station_applies_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Station::good(tmp.path());
+    s.bundle = bundle_with_geometry(tmp.path());
+    let station = s.write(tmp.path());
+    assert_refused(&check_config(&station), &station, &[("model.bundle", "which the station does not apply yet")]);
+}
+
 #[test]
 fn truncated_apprentice_weights_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

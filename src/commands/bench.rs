@@ -8,7 +8,9 @@ use candle_core::Device;
 
 use super::ModelArgs;
 use crate::platform::device::open_device;
-use crate::bench::{run_inference, run_training, table, Frame, FrameInfo, Report};
+use crate::bench::{run_frame, run_inference, run_training, table, Frame, FrameInfo, Report};
+use crate::bundle::geometry::{Geometry, Tiles};
+use crate::infer::geometry::Mask;
 use crate::bundle::TrainingRecord;
 use crate::platform::memory::peak_rss_bytes;
 use crate::infer::{resolve_expert, Detector};
@@ -41,8 +43,20 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     pub train_iterations: usize,
     /// Encoded image decoded by every iteration [default: a generated 640x480 PNG].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "frame")]
     pub image: Option<PathBuf>,
+    /// A generated frame of this size (WxH, e.g. 2048x1536), also inspected whole with
+    /// the bundle's geometry (or --tile's): ms per frame, tiles per second and the share
+    /// of time outside the networks.
+    #[arg(long, value_parser = parse_frame_size)]
+    pub frame: Option<(u32, u32)>,
+    /// A fresh pair inspects frames in tiles of this side (network pixels; it becomes the
+    /// input size, instead of --size).
+    #[arg(long, conflicts_with = "model")]
+    pub tile: Option<u32>,
+    /// Network pixels shared by neighbouring tiles of --tile (below half a tile).
+    #[arg(long, requires = "tile", default_value_t = 0)]
+    pub overlap: u32,
     // --expert defaults to the bundle's file, or the backbone's, in the models dir.
     #[command(flatten)]
     pub runtime: ModelArgs,
@@ -58,7 +72,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     let device = open_device(args.runtime.device)?;
     let models_dir = args.runtime.models_dir();
     let pair = load_pair(&args, &models_dir, &device)?;
-    let frame = load_frame(args.image.as_deref())?;
+    let frame = load_frame(args.image.as_deref(), args.frame.unwrap_or((640, 480)))?;
     let decoded = crate::bench::decode(&frame)?;
     let threshold = pair
         .detector
@@ -90,6 +104,20 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         args.iterations,
         threshold,
     )?;
+    let mut frame_run = None;
+    if args.frame.is_some() || !pair.detector.meta.geometry.is_default() {
+        log::info!("timing whole frames with the geometry ({} iterations)", args.iterations);
+        let mut run = run_frame(
+            &pair.detector,
+            &frame,
+            pair.mask.as_ref(),
+            args.batch,
+            args.warmup,
+            args.iterations,
+        )?;
+        run.compare_with_images(&batch_n);
+        frame_run = Some(run);
+    }
     let mut cfg = TrainConfig {
         backbone: pair.detector.meta.backbone,
         image_size: pair.detector.meta.input_size,
@@ -143,6 +171,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         },
         warmup: args.warmup,
         postprocess_share: batch1.postprocess_ms() / batch1.model_ms(),
+        frame_run,
         batch1,
         batch_n,
         train_step,
@@ -178,6 +207,8 @@ impl ExpertSource {
 
 struct Pair {
     detector: Detector,
+    /// The ignore mask the bundle's geometry names, for the whole-frame timing.
+    mask: Option<Mask>,
     expert_source: ExpertSource,
     apprentice: String,
 }
@@ -200,8 +231,13 @@ fn load_pair(args: &BenchArgs, models_dir: &Path, device: &Device) -> Result<Pai
             args.runtime.expert.as_deref(),
             models_dir,
         )?;
+        let mask = match &detector.meta.geometry.mask {
+            Some(name) => Some(Mask::load(&bundle.join(name))?),
+            None => None,
+        };
         return Ok(Pair {
             detector,
+            mask,
             expert_source: ExpertSource::File(expert),
             apprentice: format!("trained, {}", bundle.display()),
         });
@@ -209,10 +245,25 @@ fn load_pair(args: &BenchArgs, models_dir: &Path, device: &Device) -> Result<Pai
     let kind = args.backbone.unwrap_or(BackboneKind::EfficientNetLite0);
     let cfg = TrainConfig {
         backbone: kind,
-        image_size: args.size,
+        image_size: args.tile.unwrap_or(args.size),
         ..TrainConfig::default()
     };
     cfg.validate()?;
+    let geometry = match args.tile {
+        None => Geometry::default(),
+        Some(size) => {
+            let g = Geometry {
+                tile: Some(Tiles { size, overlap: args.overlap }),
+                ..Geometry::default()
+            };
+            let mut problems = Vec::new();
+            g.problems(size, &mut |field: &str, p: String| problems.push(format!("{field} {p}")));
+            if !problems.is_empty() {
+                bail!("--tile {size} --overlap {}: {}", args.overlap, problems.join("; "));
+            }
+            g
+        }
+    };
     let path = args
         .runtime
         .expert
@@ -239,19 +290,36 @@ fn load_pair(args: &BenchArgs, models_dir: &Path, device: &Device) -> Result<Pai
         final_loss: f64::NAN,
         seconds: 0.0,
     };
-    let meta = bundle_meta(&cfg, &path, &sha, record);
+    let mut meta = bundle_meta(&cfg, &path, &sha, record);
+    meta.geometry = geometry;
     let apprentice = TrainableApprentice::new(kind, cfg.seed, cfg.bn_momentum, device)?;
     let detector = Detector::from_state(meta, expert, apprentice.state_dict(), device)?;
     Ok(Pair {
         detector,
+        mask: None,
         expert_source: source,
         apprentice: "random weights (untrained; same cost)".into(),
     })
 }
 
-/// The encoded frame: a file's bytes, or a generated noisy 640x480 PNG (noise keeps the
-/// decoder honest: a smooth picture would compress, and decode, unrealistically well).
-fn load_frame(path: Option<&Path>) -> Result<Frame> {
+/// `WxH` (e.g. `2048x1536`), each side 1 to 16384.
+fn parse_frame_size(s: &str) -> std::result::Result<(u32, u32), String> {
+    let bad = || format!("expected WIDTHxHEIGHT in pixels (e.g. 2048x1536), got `{s}`");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let side = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|v| (1..=16384).contains(v))
+            .ok_or_else(bad)
+    };
+    Ok((side(w)?, side(h)?))
+}
+
+/// The encoded frame: a file's bytes, or a generated noisy `width` x `height` PNG (noise
+/// keeps the decoder honest: a smooth picture would compress, and decode, unrealistically
+/// well).
+fn load_frame(path: Option<&Path>, (width, height): (u32, u32)) -> Result<Frame> {
     if let Some(p) = path {
         let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
         return Ok(Frame {
@@ -260,14 +328,14 @@ fn load_frame(path: Option<&Path>) -> Result<Frame> {
         });
     }
     let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let img = image::RgbImage::from_fn(640, 480, |x, y| {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         let n = (state >> 59) as u8; // 0..31 of noise over a gradient
         image::Rgb([
-            (x * 200 / 640) as u8 + n,
-            (y * 200 / 480) as u8 + n,
+            (x as u64 * 200 / width as u64) as u8 + n,
+            (y as u64 * 200 / height as u64) as u8 + n,
             128 + n,
         ])
     });
@@ -278,6 +346,20 @@ fn load_frame(path: Option<&Path>) -> Result<Frame> {
     )?;
     Ok(Frame {
         bytes,
-        source: "generated 640x480 PNG".into(),
+        source: format!("generated {width}x{height} PNG"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_frame_size;
+
+    #[test]
+    fn frame_sizes() {
+        assert_eq!(parse_frame_size("2048x1536"), Ok((2048, 1536)));
+        assert_eq!(parse_frame_size("320X256"), Ok((320, 256)));
+        for bad in ["2048", "0x10", "10x", "ax3", "20000x10"] {
+            assert!(parse_frame_size(bad).unwrap_err().contains("WIDTHxHEIGHT"), "{bad}");
+        }
+    }
 }

@@ -54,6 +54,59 @@ pub fn largest_region(map: &[f32], width: usize, height: usize, threshold: f32) 
     largest
 }
 
+/// The outline of every 8-connected region of `map` values above `threshold`: each
+/// region pixel (non-finite counts, as in [`largest_region`]) with a 4-neighbour that is
+/// not in a region, or on the map's edge, as row-major indices in increasing order. Drawn
+/// on an overlay it traces each region's border without hiding its inside.
+pub fn region_outlines(map: &[f32], width: usize, height: usize, threshold: f32) -> Vec<usize> {
+    assert_eq!(map.len(), width * height, "map size");
+    let hot = |i: usize| !map[i].is_finite() || map[i] > threshold;
+    (0..map.len())
+        .filter(|&i| {
+            if !hot(i) {
+                return false;
+            }
+            let (x, y) = (i % width, i / width);
+            x == 0
+                || y == 0
+                || x + 1 == width
+                || y + 1 == height
+                || !hot(i - 1)
+                || !hot(i + 1)
+                || !hot(i - width)
+                || !hot(i + width)
+        })
+        .collect()
+}
+
+/// The bounding box `(x0, y0, x1, y1)` (inclusive) and pixel count of every 8-connected
+/// region of `map` values above `threshold`, in the order of their first pixel (row-major).
+pub fn region_boxes(map: &[f32], width: usize, height: usize, threshold: f32) -> Vec<([usize; 4], u64)> {
+    assert_eq!(map.len(), width * height, "map size");
+    let hot = |v: f32| !v.is_finite() || v > threshold;
+    let mut seen = vec![false; map.len()];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    for seed in 0..map.len() {
+        if seen[seed] || !hot(map[seed]) {
+            continue;
+        }
+        seen[seed] = true;
+        let mut b = [seed % width, seed / width, seed % width, seed / width];
+        let size = grow_region(seed, width, height, &mut stack, |q| {
+            let joins = !seen[q] && hot(map[q]);
+            seen[q] |= joins;
+            if joins {
+                let (x, y) = (q % width, q / width);
+                b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+            }
+            joins
+        });
+        out.push((b, size));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +126,40 @@ mod tests {
         let mut with_nan = map;
         with_nan[2] = f32::NAN; // joins the diagonal pair and the right column
         assert_eq!(largest_region(&with_nan, 4, 4, 0.5), 5);
+    }
+
+    #[test]
+    fn outlines_trace_each_region_and_boxes_bound_them() {
+        // A 3x3 block at (1..4, 1..4) and a lone pixel at (6, 5), in an 8x7 map.
+        let (w, h) = (8, 7);
+        let mut map = vec![0.0f32; w * h];
+        for y in 1..4 {
+            for x in 1..4 {
+                map[y * w + x] = 1.0;
+            }
+        }
+        map[5 * w + 6] = 1.0;
+        let o = region_outlines(&map, w, h, 0.5);
+        // The block's 8 border pixels (not its centre) and the lone pixel.
+        let mut want: Vec<usize> = (1..4)
+            .flat_map(|y| (1..4).map(move |x| (x, y)))
+            .filter(|&(x, y)| (x, y) != (2, 2))
+            .map(|(x, y)| y * w + x)
+            .collect();
+        want.push(5 * w + 6);
+        assert_eq!(o, want);
+        assert!(region_outlines(&map, w, h, 1.0).is_empty());
+        // A region on the map's edge is outlined along the edge.
+        let full = vec![1.0f32; 9];
+        assert_eq!(region_outlines(&full, 3, 3, 0.5), vec![0, 1, 2, 3, 5, 6, 7, 8]);
+        assert_eq!(
+            region_boxes(&map, w, h, 0.5),
+            vec![([1, 1, 3, 3], 9), ([6, 5, 6, 5], 1)]
+        );
+        // 8-connected: a diagonal pair is one region.
+        let mut diag = vec![0.0f32; 16];
+        diag[0] = 1.0;
+        diag[5] = f32::NAN;
+        assert_eq!(region_boxes(&diag, 4, 4, 0.5), vec![([0, 0, 1, 1], 2)]);
     }
 }

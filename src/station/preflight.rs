@@ -101,6 +101,20 @@ fn check_model(cfg: &StationConfig, problems: &mut Vec<Problem>) -> Option<Detec
             return None;
         }
     };
+    // The station inspects whole frames resized to the input; a bundle trained on tiles (or
+    // a region, scale or mask) was calibrated on another map, and its threshold would be
+    // wrong here. Until the station inspects with the bundle's geometry, it refuses one.
+    if bundle.meta.geometry != Default::default() {
+        problems.push(Problem::new(
+            "model.bundle",
+            format!(
+                "the bundle {} inspects with a geometry (tiles, region of interest, scale or \
+                 mask), which the station does not apply yet: use it with `infer` and `eval`, \
+                 or train the station's bundle without --tile/--roi/--scale/--mask",
+                m.bundle.display()
+            ),
+        ));
+    }
     if cfg.decision.threshold.is_none() && bundle.meta.calibration.is_none() {
         problems.push(Problem::new(
             "decision.threshold",
