@@ -9,87 +9,22 @@
 
 mod common;
 
+use common::tiny::{model, with_geometry, PHOTO, TILE};
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::OnceLock;
 
 use candle_core::Device;
 use cdo_inspect::bench::{run_frame, Frame};
 use cdo_inspect::bundle::geometry::{Geometry, Roi, Tiles};
-use cdo_inspect::bundle::META_FILE;
 use cdo_inspect::imageio::{load_rgb, read_f32_tiff, REGION_COLOUR, ROI_COLOUR};
 use cdo_inspect::infer::regions::region_outlines;
 use cdo_inspect::infer::tiling::TileGrid;
 use cdo_inspect::infer::Detector;
-use cdo_inspect::sample_data::{build_surface_dataset, SampleSpec};
-use cdo_inspect::train::{train, TrainConfig, TrainData, TrainJob};
 use image::RgbImage;
 
-const PHOTO: &str = "brick.png";
-const TILE: u32 = 64;
 const ROI: Roi = Roi { x: 16, y: 24, w: 256, h: 192 };
 /// The painted defect, in frame pixels: 12x12 at (130, 110), inside the ROI.
 const DEFECT: (u32, u32, u32) = (130, 110, 12);
-
-struct Model {
-    dir: tempfile::TempDir,
-    bundle: PathBuf,
-}
-
-fn model() -> &'static Model {
-    static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let spec = SampleSpec {
-            tile: TILE,
-            train_good: 8,
-            test_good: 1,
-            test_defect: 1,
-            seed: 3,
-        };
-        build_surface_dataset(&common::photo_path(PHOTO), &data, &spec).unwrap();
-        let bundle = dir.path().join("model");
-        let job = TrainJob {
-            data: TrainData::Folder(data.join("train/good")),
-            out: bundle.clone(),
-            config: TrainConfig {
-                image_size: TILE,
-                epochs: 2,
-                holdout_fraction: 0.25,
-                seed: 5,
-                ..Default::default()
-            },
-            models_dir: common::models_dir(),
-            restart: false,
-            device: Device::Cpu,
-        };
-        train(&job, &AtomicBool::new(false), &mut |_| {}).unwrap();
-        Model { dir, bundle }
-    })
-}
-
-/// A copy of the trained bundle with `geometry` written into its `model.toml`.
-fn with_geometry(name: &str, geometry: &Geometry) -> PathBuf {
-    let m = model();
-    let out = m.dir.path().join(name);
-    if out.exists() {
-        return out;
-    }
-    std::fs::create_dir_all(&out).unwrap();
-    for entry in std::fs::read_dir(&m.bundle).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
-    }
-    #[derive(serde::Serialize)]
-    struct G<'a> {
-        geometry: &'a Geometry,
-    }
-    let text = std::fs::read_to_string(out.join(META_FILE)).unwrap();
-    let table = toml::to_string(&G { geometry }).unwrap();
-    std::fs::write(out.join(META_FILE), format!("{text}\n{table}")).unwrap();
-    out
-}
 
 fn tiled_bundle() -> PathBuf {
     with_geometry(

@@ -13,79 +13,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::OnceLock;
+use common::tiny::{model, with_geometry, PHOTO, TILE};
+
+use std::path::Path;
 
 use candle_core::Device;
 use cdo_inspect::bundle::geometry::{Geometry, Roi, Tiles};
-use cdo_inspect::bundle::META_FILE;
 use cdo_inspect::infer::{Detector, FrameInspection, InferError};
-use cdo_inspect::sample_data::{build_surface_dataset, SampleSpec};
-use cdo_inspect::train::{train, TrainConfig, TrainData, TrainJob};
 use image::RgbImage;
 
-const PHOTO: &str = "brick.png";
-const TILE: u32 = 64;
-
-struct Model {
-    dir: tempfile::TempDir,
-    bundle: PathBuf,
-}
-
-/// A 64-px bundle trained on 64-px tiles of the photograph (native scale), once per run.
-fn model() -> &'static Model {
-    static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let spec = SampleSpec {
-            tile: TILE,
-            train_good: 8,
-            test_good: 1,
-            test_defect: 1,
-            seed: 3,
-        };
-        build_surface_dataset(&common::photo_path(PHOTO), &data, &spec).unwrap();
-        let bundle = dir.path().join("model");
-        let job = TrainJob {
-            data: TrainData::Folder(data.join("train/good")),
-            out: bundle.clone(),
-            config: TrainConfig {
-                image_size: TILE,
-                epochs: 2,
-                holdout_fraction: 0.25,
-                seed: 5,
-                ..Default::default()
-            },
-            models_dir: common::models_dir(),
-            restart: false,
-            device: Device::Cpu,
-        };
-        train(&job, &AtomicBool::new(false), &mut |_| {}).unwrap();
-        Model { dir, bundle }
-    })
-}
-
-/// A copy of the trained bundle with `geometry` written into its `model.toml`.
-fn with_geometry(name: &str, geometry: &Geometry) -> PathBuf {
-    let m = model();
-    let out = m.dir.path().join(name);
-    std::fs::create_dir_all(&out).unwrap();
-    for entry in std::fs::read_dir(&m.bundle).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
-    }
-    #[derive(serde::Serialize)]
-    struct G<'a> {
-        geometry: &'a Geometry,
-    }
-    let text = std::fs::read_to_string(out.join(META_FILE)).unwrap();
-    assert!(!text.contains("[geometry]"), "the trained bundle has no geometry");
-    let table = toml::to_string(&G { geometry }).unwrap();
-    std::fs::write(out.join(META_FILE), format!("{text}\n{table}")).unwrap();
-    out
-}
 
 fn load(bundle: &Path) -> Detector {
     Detector::load(bundle, None, &common::models_dir(), &Device::Cpu).unwrap()
