@@ -32,30 +32,11 @@ fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let out = common::cdo_verb("sample-data")
-            .arg("--texture")
-            .arg(common::photo_path("brick.png"))
-            .arg("--out")
-            .arg(&data)
-            .args(["--tile", "64", "--train-good", "8", "--test-good", "3", "--test-defect", "1", "--seed", "3"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", common::stderr(&out));
-        let cfg = dir.path().join("train.toml");
-        std::fs::write(&cfg, "[train]\nimage_size = 64\nepochs = 2\nholdout_fraction = 0.25\nseed = 5\n").unwrap();
-        let bundle = dir.path().join("model");
-        let out = common::cdo_verb("train")
-            .arg("--data")
-            .arg(data.join("train/good"))
-            .arg("--out")
-            .arg(&bundle)
-            .arg("--config")
-            .arg(&cfg)
-            .env("CDO_MODELS_DIR", common::models_dir())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", common::stderr(&out));
+        let (data, bundle) = common::sample_bundle(
+            dir.path(),
+            &["--tile", "64", "--train-good", "8", "--test-good", "3", "--test-defect", "1", "--seed", "3"],
+            "[train]\nimage_size = 64\nepochs = 2\nholdout_fraction = 0.25\nseed = 5\n",
+        );
         let good = cdo_inspect::imageio::list_images(&data.join("test/good")).unwrap();
         Model { _dir: dir, bundle, good }
     })

@@ -29,35 +29,11 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let texture = common::photo_path("brick.png");
-        let out = common::cdo_verb("sample-data")
-            .arg("--texture")
-            .arg(&texture)
-            .arg("--out")
-            .arg(&data)
-            .args(["--tile", "128", "--train-good", "40", "--test-good", "4", "--test-defect", "3", "--seed", "11"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", common::stderr(&out));
-        let bundle = dir.path().join("model");
-        let cfg = dir.path().join("train.toml");
-        std::fs::write(
-            &cfg,
+        let (data, bundle) = common::sample_bundle(
+            dir.path(),
+            &["--tile", "128", "--train-good", "40", "--test-good", "4", "--test-defect", "3", "--seed", "11"],
             "[train]\nimage_size = 128\nlearning_rate = 3e-3\nepochs = 30\nholdout_fraction = 0.2\nseed = 5\n",
-        )
-        .unwrap();
-        let out = common::cdo_verb("train")
-            .arg("--data")
-            .arg(data.join("train/good"))
-            .arg("--out")
-            .arg(&bundle)
-            .arg("--config")
-            .arg(&cfg)
-            .env("CDO_MODELS_DIR", common::models_dir())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", common::stderr(&out));
+        );
         let list = |kind: &str| cdo_inspect::imageio::list_images(&data.join("test").join(kind)).unwrap();
         // Contamination is what this small demo model separates cleanly from good
         // brick (scratches and spots overlap the good scores at this training size).

@@ -1,7 +1,6 @@
 //! What a record says the part was inspected with: the model, the station file and the
 //! software, each computed once (the station file again at each SIGHUP reload).
 
-use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -32,32 +31,16 @@ pub fn model_sha256(bundle: &Path) -> std::io::Result<String> {
         let path = bundle.join(name);
         let mut file = std::fs::File::open(&path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        hash_into(&mut hasher, &mut file)?;
+        std::io::copy(&mut file, &mut hasher)?;
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// SHA-256 of a file's bytes, as `sha256sum` prints it.
 pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
-    hash_into(&mut hasher, &mut std::fs::File::open(path)?)?;
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hash_into(hasher: &mut Sha256, r: &mut impl Read) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 #[cfg(test)]

@@ -145,3 +145,34 @@ pub fn signal(child: &Child, sig: i32) {
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
+
+/// Cuts a sample dataset from the brick photograph into `dir/data` (`sample-data` with
+/// `sample_args`) and trains a bundle on its good tiles into `dir/model` through the
+/// binary, with `train_toml` as the training file; the data folder and the bundle.
+pub fn sample_bundle(dir: &Path, sample_args: &[&str], train_toml: &str) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    let out = cdo_verb("sample-data")
+        .arg("--texture")
+        .arg(photo_path("brick.png"))
+        .arg("--out")
+        .arg(&data)
+        .args(sample_args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cfg = dir.join("train.toml");
+    std::fs::write(&cfg, train_toml).unwrap();
+    let bundle = dir.join("model");
+    let out = cdo_verb("train")
+        .arg("--data")
+        .arg(data.join("train/good"))
+        .arg("--out")
+        .arg(&bundle)
+        .arg("--config")
+        .arg(&cfg)
+        .env("CDO_MODELS_DIR", models_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    (data, bundle)
+}
