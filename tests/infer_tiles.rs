@@ -33,7 +33,7 @@ fn tiled_bundle() -> PathBuf {
             roi: Some(ROI),
             scale: 1.0,
             tile: Some(Tiles { size: TILE, overlap: 16 }),
-            mask: None,
+            ..Geometry::default()
         },
     )
 }

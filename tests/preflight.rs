@@ -168,9 +168,10 @@ fn truncated_bundle(root: &Path) -> PathBuf {
     bundle
 }
 
-/// A copy of the fixture's bundle whose `model.toml` records a region of interest.
-fn bundle_with_geometry(root: &Path) -> PathBuf {
-    let bundle = root.join("bundle-roi");
+/// A copy of the fixture's bundle whose `model.toml` records a region of interest of
+/// `side` px square at (8, 8).
+fn bundle_with_roi(root: &Path, side: u32) -> PathBuf {
+    let bundle = root.join(format!("bundle-roi-{side}"));
     std::fs::create_dir_all(&bundle).unwrap();
     for entry in std::fs::read_dir(&fixture().bundle).unwrap() {
         let entry = entry.unwrap();
@@ -179,17 +180,44 @@ fn bundle_with_geometry(root: &Path) -> PathBuf {
     let meta = bundle.join("model.toml");
     let text = std::fs::read_to_string(&meta).unwrap();
     assert!(!text.contains("[geometry]"));
-    std::fs::write(&meta, format!("{text}\n[geometry.roi]\nx = 0\ny = 0\nw = 48\nh = 48\n")).unwrap();
+    std::fs::write(&meta, format!("{text}\n[geometry.roi]\nx = 8\ny = 8\nw = {side}\nh = {side}\n")).unwrap();
     bundle
 }
 
 #[test]
-fn a_bundle_with_an_inspection_geometry_is_refused_until_the_station_applies_it() {
+fn a_bundle_with_a_region_of_interest_runs_on_frames_that_hold_it() {
     let tmp = tempfile::tempdir().unwrap();
     let mut s = Station::good(tmp.path());
-    s.bundle = bundle_with_geometry(tmp.path());
+    s.bundle = bundle_with_roi(tmp.path(), 48);
     let station = s.write(tmp.path());
-    assert_refused(&check_config(&station), &station, &[("model.bundle", "which the station does not apply yet")]);
+    let out = check_config(&station);
+    let text = common::stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", common::output_text(&out));
+    assert!(text.contains("  inspect  the region 48x48 at (8, 8) resized to 64x64, 8 tiles per batch\n"), "{text}");
+    assert!(text.contains("  align    off\n"), "{text}");
+}
+
+#[test]
+fn frames_smaller_than_the_bundle_s_region_of_interest_are_refused_naming_both_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Station::good(tmp.path());
+    s.bundle = bundle_with_roi(tmp.path(), 60);
+    let station = s.write(tmp.path());
+    // The replayed frames are 64x64: a 60 px ROI at (8, 8) needs 68x68.
+    assert_refused(
+        &check_config(&station),
+        &station,
+        &[("camera.replay.folder", "frame 64x64 is smaller than the bundle's region of interest 60x60 at (8, 8) (it needs a frame of at least 68x68)")],
+    );
+}
+
+#[test]
+fn alignment_without_a_reference_frame_in_the_bundle_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Station::good(tmp.path());
+    s.hardware.push_str("[alignment]\nenabled = true\n");
+    let station = s.write(tmp.path());
+    assert_refused(&check_config(&station), &station, &[("alignment.enabled", "has no reference frame")]);
 }
 
 #[test]

@@ -36,7 +36,7 @@ fn tiled(roi: Option<Roi>, scale: f32) -> Geometry {
         roi,
         scale,
         tile: Some(Tiles { size: TILE, overlap: 16 }),
-        mask: None,
+        ..Geometry::default()
     }
 }
 

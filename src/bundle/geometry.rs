@@ -64,6 +64,10 @@ pub struct Geometry {
     /// = never inspect (the map is zero there and no score is taken from it). Only with
     /// `tile`.
     pub mask: Option<PathBuf>,
+    /// The reference frame of part alignment: a file in the bundle folder, a good frame
+    /// as the camera saw it at training (the first training frame). Only with `roi`:
+    /// alignment moves the region of interest with the part.
+    pub reference: Option<PathBuf>,
 }
 
 impl Default for Geometry {
@@ -73,6 +77,7 @@ impl Default for Geometry {
             scale: 1.0,
             tile: None,
             mask: None,
+            reference: None,
         }
     }
 }
@@ -82,6 +87,28 @@ impl Geometry {
     /// table, byte for byte as before.
     pub fn is_default(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// In a technician's words, for `check-config`: `input_size` is the bundle's.
+    pub fn describe(&self, input_size: u32) -> String {
+        let region = match &self.roi {
+            Some(r) => format!("the region {r}"),
+            None => "the whole frame".to_string(),
+        };
+        let mut out = match &self.tile {
+            None => format!("{region} resized to {input_size}x{input_size}"),
+            Some(t) => format!(
+                "{region} in {}x{} px tiles (overlap {}) at {} camera px per network px",
+                t.size, t.size, t.overlap, self.scale
+            ),
+        };
+        if let Some(m) = &self.mask {
+            out.push_str(&format!(", ignore mask {}", m.display()));
+        }
+        if let Some(r) = &self.reference {
+            out.push_str(&format!(", reference frame {}", r.display()));
+        }
+        out
     }
 
     /// The size in network pixels of `w` x `h` source pixels at this scale: each side
@@ -163,22 +190,26 @@ impl Geometry {
                 }
             }
         }
-        if let Some(m) = &self.mask {
-            let name = m.to_string_lossy();
-            if !super::is_plain_file_name(&name) {
-                bad(
-                    "geometry.mask",
-                    format!(
-                        "must be a plain file name in the bundle folder (no folder, no `..`), got \"{}\"",
-                        name.escape_debug()
-                    ),
-                );
-            } else if self.tile.is_none() {
-                bad(
-                    "geometry.mask",
-                    format!("applies to tiles only: set geometry.tile too (mask \"{}\")", name.escape_debug()),
-                );
-            }
+        // Each file the geometry names is a plain name in the bundle folder, and goes with
+        // the setting it needs (field, file, what it needs, whether that is set).
+        let files = [
+            ("reference", &self.reference, "a region of interest only: set geometry.roi too", self.roi.is_some()),
+            ("mask", &self.mask, "tiles only: set geometry.tile too", self.tile.is_some()),
+        ];
+        for (field, file, needs, has) in files {
+            let Some(file) = file else { continue };
+            let name = file.to_string_lossy();
+            let problem = if !super::is_plain_file_name(&name) {
+                format!(
+                    "must be a plain file name in the bundle folder (no folder, no `..`), got \"{}\"",
+                    name.escape_debug()
+                )
+            } else if !has {
+                format!("applies to {needs} ({field} \"{}\")", name.escape_debug())
+            } else {
+                continue;
+            };
+            bad(&format!("geometry.{field}"), problem);
         }
     }
 }
@@ -195,6 +226,7 @@ mod tests {
             scale: 2.0,
             tile: Some(Tiles { size: 256, overlap: 32 }),
             mask: Some("mask.png".into()),
+            reference: Some("reference.png".into()),
         };
         m
     }
@@ -229,7 +261,11 @@ mod tests {
             ("overlap 127", |g| g.tile.as_mut().unwrap().overlap = 127),
             ("roi of exactly one tile", |g| g.roi = Some(Roi { x: 0, y: 0, w: 512, h: 512 })),
             ("roi 16384 at 16384", |g| g.roi = Some(Roi { x: 16384, y: 16384, w: 16384, h: 16384 })),
-            ("no roi", |g| g.roi = None),
+            ("no roi", |g| {
+                g.roi = None;
+                g.reference = None;
+            }),
+            ("no reference", |g| g.reference = None),
             ("no mask", |g| g.mask = None),
             ("an roi without tiles", |g| {
                 g.tile = None;
@@ -253,6 +289,8 @@ mod tests {
             ("geometry.roi.x: must be an offset in source pixels from 0 to 16384, got 4294967295", |g| g.roi.as_mut().unwrap().x = u32::MAX),
             ("geometry.roi: 1024x500 source px at scale 2 is 512x250 network px, smaller than one 256x256 tile", |g| g.roi.as_mut().unwrap().h = 500),
             ("geometry.scale: must be a finite number of source pixels per network pixel in [1, 16], got 0.5", |g| g.scale = 0.5),
+            ("geometry.reference: applies to a region of interest only: set geometry.roi too (reference \"reference.png\")", |g| g.roi = None),
+            ("geometry.reference: must be a plain file name in the bundle folder (no folder, no `..`), got \"../ref.png\"", |g| g.reference = Some("../ref.png".into())),
             ("geometry.scale: must be a finite number of source pixels per network pixel in [1, 16], got NaN", |g| g.scale = f32::NAN),
             ("geometry.scale: must be a finite number of source pixels per network pixel in [1, 16], got 17", |g| g.scale = 17.0),
             ("geometry.scale: applies to tiles only", |g| {

@@ -157,6 +157,7 @@ impl TrainConfig {
                     .map(PathBuf::from)
                     .unwrap_or_else(|| m.clone())
             }),
+            reference: None,
         }
     }
 

@@ -110,6 +110,16 @@ fn summary(s: &StationConfig, bundle_checked: bool) -> String {
         .as_ref()
         .map(|b| format!("{}, ", b.meta.backbone))
         .unwrap_or_default();
+    let geometry = match &bundle {
+        Some(b) => b.meta.geometry.describe(b.meta.input_size),
+        None => "the bundle's geometry, not read with --skip-files".into(),
+    };
+    let a = &s.alignment;
+    let alignment = if a.enabled {
+        format!("on: minimum confidence {}, largest move {} px", a.min_confidence, a.max_shift_px)
+    } else {
+        "off".to_string()
+    };
     let device = match s.model.device {
         DeviceChoice::Cpu => "cpu",
         DeviceChoice::Cuda => "cuda",
@@ -170,6 +180,8 @@ fn summary(s: &StationConfig, bundle_checked: bool) -> String {
             "  model    {} ({backbone}{threshold}) on {device}",
             s.model.bundle.display()
         ),
+        format!("  inspect  {geometry}, {} tiles per batch", s.model.batch),
+        format!("  align    {alignment}"),
         format!("  camera   {camera}"),
         format!("  light    {light}"),
         format!("  trigger  {trigger}"),

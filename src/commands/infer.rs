@@ -5,11 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{check_detector, check_device, check_output_dir, ModelArgs, Problems};
-use crate::imageio::{
-    draw_rect_outline, heatmap_overlay, load_rgb, paint_pixels, save_png_atomic, write_f32_tiff,
-    REGION_COLOUR, ROI_COLOUR,
-};
-use crate::infer::regions::region_outlines;
+use crate::imageio::{load_rgb, save_png_atomic, write_f32_tiff};
 use crate::infer::verdict::rejects;
 use crate::infer::Detector;
 
@@ -164,58 +160,14 @@ fn inspect_one(
             .to_string_lossy()
             .to_string();
         let (w, h) = img.dimensions();
-        let map = map_at_frame(&result.map_at_source(), result.roi, w, h);
-        write_f32_tiff(&out.join(format!("{stem}.tiff")), &map, w, h)?;
-        let mut overlay = heatmap_overlay(&img, &map, w, h, lo, hi)?;
+        write_f32_tiff(&out.join(format!("{stem}.tiff")), &result.map_in_frame(w, h), w, h)?;
         // The pixel threshold is the image threshold: each region of the map above it is
         // outlined, then the region of interest drawn over everything.
-        paint_pixels(
-            &mut overlay,
-            &region_outlines(&map, w as usize, h as usize, threshold),
-            REGION_COLOUR,
-        );
-        if detector.meta.geometry.roi.is_some() {
-            let r = result.roi;
-            draw_rect_outline(&mut overlay, r.x, r.y, r.w, r.h, ROI_COLOUR);
-        }
+        let overlay = result.overlay(&img, threshold, (lo, hi), detector.meta.geometry.roi.is_some())?;
         save_png_atomic(&out.join(format!("{stem}_overlay.png")), &overlay)?;
     }
     if !result.score.is_finite() {
         log::warn!("{}: score is {}, rejecting", path.display(), result.score);
     }
     Ok((result.score, rejects(result.score, threshold)))
-}
-
-/// The map of the region of interest (`roi.w * roi.h`, source pixels) placed in a
-/// `width` x `height` frame, 0 outside the region. The region is the whole frame for a
-/// bundle without one: the map itself.
-fn map_at_frame(roi_map: &[f32], roi: crate::bundle::geometry::Roi, width: u32, height: u32) -> Vec<f32> {
-    if (roi.x, roi.y, roi.w, roi.h) == (0, 0, width, height) {
-        return roi_map.to_vec();
-    }
-    let (w, rw) = (width as usize, roi.w as usize);
-    let mut map = vec![0.0f32; w * height as usize];
-    for (r, src) in roi_map.chunks_exact(rw).enumerate() {
-        let start = (roi.y as usize + r) * w + roi.x as usize;
-        map[start..start + rw].copy_from_slice(src);
-    }
-    map
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bundle::geometry::Roi;
-
-    #[test]
-    fn the_roi_map_lands_in_the_frame_with_zeros_around_it() {
-        let roi = Roi { x: 1, y: 2, w: 2, h: 1 };
-        let m = map_at_frame(&[5.0, 6.0], roi, 4, 4);
-        let mut want = vec![0.0f32; 16];
-        want[2 * 4 + 1] = 5.0;
-        want[2 * 4 + 2] = 6.0;
-        assert_eq!(m, want);
-        let whole = Roi { x: 0, y: 0, w: 2, h: 1 };
-        assert_eq!(map_at_frame(&[5.0, 6.0], whole, 2, 1), vec![5.0, 6.0]);
-    }
 }

@@ -98,6 +98,7 @@ fn station_config(r: &mut Reader, root: &Section) -> StationConfig {
     let light = r.light(root);
     let trigger = r.trigger(root, camera.source);
     let decision = r.decision(root, &camera);
+    let alignment = r.alignment(root);
     let gpio = r.gpio(root);
     let outputs = r.outputs(root);
     let records = r.records(root);
@@ -111,6 +112,7 @@ fn station_config(r: &mut Reader, root: &Section) -> StationConfig {
         light,
         trigger,
         decision,
+        alignment,
         gpio,
         outputs,
         records,
@@ -202,6 +204,7 @@ mod tests {
                 expert: None,
                 models_dir: None,
                 device: DeviceChoice::Cpu,
+                batch: 8,
             },
             camera: CameraConfig {
                 source: CameraSource::V4l2,
@@ -237,6 +240,11 @@ mod tests {
                 threshold: None,
                 min_area: None,
                 pixel_threshold: None,
+            },
+            alignment: AlignmentConfig {
+                enabled: false,
+                min_confidence: 0.5,
+                max_shift_px: 64,
             },
             gpio: GpioConfig {
                 backend: GpioBackend::Cdev,
@@ -422,6 +430,9 @@ level = "warn,cdo_inspect=debug"
         ("decision", "min_area_px", "1", "67108864", "0", "67108865", "[camera]\nwidth = 8192\nheight = 8192\n"),
         ("decision", "min_area_mm2", "0.000001", "1000000", "0.0000009", "1000000.1", "mm_per_px = 10\n"),
         ("decision", "mm_per_px", "0.001", "10", "0.0009", "10.001", ""),
+        ("model", "batch", "1", "64", "0", "65", ""),
+        ("alignment", "min_confidence", "0", "1", "-0.001", "1.001", ""),
+        ("alignment", "max_shift_px", "1", "4096", "0", "4097", ""),
         ("gpio", "inject_ms", "0", "3600000", "-1", "3600001", "backend = \"simulated\"\n"),
         ("reject", "delay_ms", "0", "60000", "-1", "60001", ""),
         ("reject", "pulse_ms", "1", "10000", "0", "10001", ""),
@@ -441,6 +452,10 @@ level = "warn,cdo_inspect=debug"
     /// A file with `table.key = value` (and what it needs), in the smallest valid file.
     fn with_value(table: &str, key: &str, value: &str, needs: &str) -> String {
         let value = if key == "inject_ms" { format!("[{value}]") } else { value.to_string() };
+        // BASE has [model] first.
+        if table == "model" {
+            return BASE.replacen("[model]\n", &format!("[model]\n{key} = {value}\n{needs}"), 1);
+        }
         // BASE ends in [reject].
         let header = if table == "reject" { String::new() } else { format!("[{table}]\n") };
         format!("{BASE}{header}{key} = {value}\n{needs}")

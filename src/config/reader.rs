@@ -122,6 +122,16 @@ pub(super) const SCORE: Unit = Unit {
     sym: "",
     why: "; an anomaly score lies in [0, 2]",
 };
+pub(super) const TILES: Unit = Unit {
+    what: "an integer number of tiles",
+    sym: " tiles",
+    why: "",
+};
+pub(super) const CONFIDENCE: Unit = Unit {
+    what: "a number (an alignment confidence)",
+    sym: "",
+    why: "; an alignment confidence lies in [0, 1]",
+};
 pub(super) const HERTZ: Unit = Unit {
     what: "a number of hertz",
     sym: " Hz",

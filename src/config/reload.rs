@@ -25,6 +25,7 @@ pub fn changes_needing_restart(old: &StationConfig, new: &StationConfig) -> Vec<
         light,
         trigger,
         decision: _, // reloadable
+        alignment,
         gpio,
         outputs,
         records,
@@ -41,12 +42,21 @@ pub fn changes_needing_restart(old: &StationConfig, new: &StationConfig) -> Vec<
         expert,
         models_dir,
         device,
+        batch,
     } = model;
     let m = &new.model;
+    check("model.batch", *batch != m.batch);
     check("model.bundle", *bundle != m.bundle);
     check("model.expert", *expert != m.expert);
     check("model.models_dir", *models_dir != m.models_dir);
     check("model.device", *device != m.device);
+
+    // The reference frame is loaded at start-up; its thresholds go with it.
+    let AlignmentConfig { enabled, min_confidence, max_shift_px } = alignment;
+    let a = &new.alignment;
+    check("alignment.enabled", *enabled != a.enabled);
+    check("alignment.min_confidence", *min_confidence != a.min_confidence);
+    check("alignment.max_shift_px", *max_shift_px != a.max_shift_px);
 
     let CameraConfig {
         source,

@@ -15,6 +15,7 @@ pub struct StationConfig {
     pub light: LightConfig,
     pub trigger: TriggerConfig,
     pub decision: DecisionConfig,
+    pub alignment: AlignmentConfig,
     pub gpio: GpioConfig,
     pub outputs: OutputsConfig,
     pub records: RecordsConfig,
@@ -41,6 +42,26 @@ pub struct ModelConfig {
     pub models_dir: Option<PathBuf>,
     /// "cpu" (default) or "cuda".
     pub device: DeviceChoice,
+    /// Tiles run through the networks together (a tiled bundle); default 8.
+    pub batch: u32,
+}
+
+/// `[alignment]`: find how far each part moved on the fixture (against the bundle's
+/// reference frame) and move the region of interest with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlignmentConfig {
+    pub enabled: bool,
+    /// Below this alignment confidence (0..=1) a part is rejected fail-safe.
+    pub min_confidence: f32,
+    /// A part moved further than this (on either axis, source pixels) is rejected
+    /// fail-safe: it is not where the fixture holds it.
+    pub max_shift_px: u32,
+}
+
+impl Default for AlignmentConfig {
+    fn default() -> Self {
+        AlignmentConfig { enabled: false, min_confidence: 0.5, max_shift_px: 64 }
+    }
 }
 
 /// `[camera]`

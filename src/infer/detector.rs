@@ -14,8 +14,8 @@ use crate::model::layers::Mode;
 use crate::model::postprocess::gaussian_smooth_in_place;
 use crate::model::kernels::resize::bilinear_align_corners_plane;
 use crate::infer::preprocess::{batch_tensor, image_to_chw};
-use crate::bundle::geometry::Roi;
-use crate::infer::geometry::{frame_roi, GeometryError, Mask};
+use crate::infer::geometry::{frame_roi_at, GeometryError, Mask};
+use crate::infer::inspection::FrameInspection;
 use crate::infer::tiling::{finish_stitched, TileGrid};
 
 /// Why a trained pair could not be loaded or run. Each message names the file and what to
@@ -84,60 +84,6 @@ impl Inference {
     pub fn map_at(&self, width: u32, height: u32) -> Vec<f32> {
         let s = self.size as usize;
         bilinear_align_corners_plane(&self.map, s, s, height as usize, width as usize)
-    }
-}
-
-/// The result for one frame inspected with the bundle's geometry ([`Detector::inspect_frame`]).
-///
-/// `map` is `width` x `height`, row-major, over the region of interest `roi` (source
-/// pixels). Tiled (`tiles > 0`): in network pixels, one per `scale` source pixels (the ROI's
-/// size divided by the scale, rounded), max-blended from the tiles, smoothed once, zero
-/// where the ignore mask says not to inspect. Untiled: the ROI resized to the input, the
-/// map `input_size` square exactly as [`Detector::infer`] gives it. Either way
-/// [`Self::map_at_source`] gives it at the ROI's source size.
-#[derive(Debug, Clone)]
-pub struct FrameInspection {
-    pub map: Vec<f32>,
-    pub width: u32,
-    pub height: u32,
-    pub roi: Roi,
-    /// Source pixels per network pixel for a tiled map (the geometry's); 1 when untiled.
-    pub scale: f32,
-    /// How many tiles were inspected; 0 when the ROI was resized to the input whole.
-    pub tiles: usize,
-    /// The image score (the bundle's rule, over the inspected pixels only).
-    pub score: f32,
-}
-
-impl FrameInspection {
-    /// The map resized (bilinear, as [`Inference::map_at`]) to the ROI's size in source
-    /// pixels, for export and overlays: `roi.w * roi.h` values.
-    pub fn map_at_source(&self) -> Vec<f32> {
-        bilinear_align_corners_plane(
-            &self.map,
-            self.height as usize,
-            self.width as usize,
-            self.roi.h as usize,
-            self.roi.w as usize,
-        )
-    }
-
-    /// [`Self::map_at_source`] placed in a map of the whole `frame_w` x `frame_h` frame, zero
-    /// outside the ROI (which was not inspected): what ground truth is compared with.
-    pub fn map_in_frame(&self, frame_w: u32, frame_h: u32) -> Vec<f32> {
-        let roi_map = self.map_at_source();
-        let (fw, fh) = (frame_w as usize, frame_h as usize);
-        let (x0, y0, w, h) = (self.roi.x as usize, self.roi.y as usize, self.roi.w as usize, self.roi.h as usize);
-        if (x0, y0, w, h) == (0, 0, fw, fh) {
-            return roi_map;
-        }
-        let mut map = vec![0f32; fw * fh];
-        for (row, src) in roi_map.chunks_exact(w).enumerate().take(fh.saturating_sub(y0)) {
-            let n = w.min(fw.saturating_sub(x0));
-            let at = (y0 + row) * fw + x0;
-            map[at..at + n].copy_from_slice(&src[..n]);
-        }
-        map
     }
 }
 
@@ -407,9 +353,22 @@ impl Detector {
     /// says so, and scored by the bundle's rule over the inspected pixels. A frame that
     /// does not contain the ROI, or whose ROI is smaller than a tile, is refused.
     pub fn inspect_frame(&self, frame: &RgbImage, batch: usize) -> Result<FrameInspection, InferError> {
+        self.inspect_frame_at(frame, batch, (0, 0))
+    }
+
+    /// [`Self::inspect_frame`] with the region of interest moved by `shift` source pixels
+    /// (right, down): where part alignment found the part. The ignore mask moves with it;
+    /// a region moved out of the frame is refused.
+    pub fn inspect_frame_at(
+        &self,
+        frame: &RgbImage,
+        batch: usize,
+        shift: (i32, i32),
+    ) -> Result<FrameInspection, InferError> {
+        let started = std::time::Instant::now();
         let geometry = &self.meta.geometry;
         let size = self.meta.input_size;
-        let roi = frame_roi(geometry, frame.width(), frame.height())?;
+        let roi = frame_roi_at(geometry, frame.width(), frame.height(), shift)?;
         let cropped;
         let src = if (roi.x, roi.y, roi.w, roi.h) == (0, 0, frame.width(), frame.height()) {
             frame
@@ -419,6 +378,7 @@ impl Detector {
         };
         let Some(tiles) = geometry.tile else {
             let x = batch_tensor(&[image_to_chw(src, size)], size, &self.device)?;
+            let prepare_ms = ms_since(started);
             let r = self.infer_tensor(&x)?.pop().expect("one map for one image");
             return Ok(FrameInspection {
                 map: r.map,
@@ -428,6 +388,7 @@ impl Detector {
                 scale: 1.0,
                 tiles: 0,
                 score: r.score,
+                prepare_ms,
             });
         };
         let mask = match (&geometry.mask, &self.mask) {
@@ -464,8 +425,10 @@ impl Detector {
         })?;
         let origins = grid.origins();
         let mut raw = Vec::with_capacity(origins.len());
+        let mut prepare_ms = ms_since(started);
         for chunk in origins.chunks(batch.max(1)) {
             use rayon::prelude::*;
+            let cut = std::time::Instant::now();
             let chw: Vec<Vec<f32>> = chunk
                 .par_iter()
                 .map(|&(x, y)| {
@@ -474,6 +437,7 @@ impl Detector {
                 })
                 .collect();
             let x = batch_tensor(&chw, size, &self.device)?;
+            prepare_ms += ms_since(cut);
             let (fe, fa) = self.features_pair(&x);
             raw.extend(self.raw_maps(&fe?, &fa?)?);
         }
@@ -496,6 +460,7 @@ impl Detector {
             scale: geometry.scale,
             tiles: origins.len(),
             score,
+            prepare_ms,
         })
     }
 
@@ -581,29 +546,7 @@ impl Detector {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inspection(roi: Roi) -> FrameInspection {
-        // A 2x2 network map over the ROI: bilinear (align corners) to the ROI's size.
-        FrameInspection { map: vec![1.0, 2.0, 3.0, 4.0], width: 2, height: 2, roi, scale: 1.0, tiles: 4, score: 4.0 }
-    }
-
-    #[test]
-    fn the_roi_map_lands_at_the_roi_in_the_frame_and_zero_elsewhere() {
-        let ins = inspection(Roi { x: 3, y: 1, w: 2, h: 2 });
-        let map = ins.map_in_frame(6, 4);
-        #[rustfmt::skip]
-        let want = [
-            0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-            0.0, 0.0, 0.0, 1.0, 2.0, 0.0,
-            0.0, 0.0, 0.0, 3.0, 4.0, 0.0,
-            0.0, 0.0, 0.0, 0.0, 0.0, 0.0f32,
-        ];
-        assert_eq!(map, want);
-        // An ROI that is the whole frame is the ROI's map itself.
-        let whole = inspection(Roi { x: 0, y: 0, w: 2, h: 2 });
-        assert_eq!(whole.map_in_frame(2, 2), whole.map_at_source());
-    }
+/// Milliseconds since `t`.
+fn ms_since(t: std::time::Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
 }

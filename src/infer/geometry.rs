@@ -25,6 +25,11 @@ pub enum GeometryError {
     )]
     FrameSmallerThanRoi { width: u32, height: u32, roi: Roi },
     #[error(
+        "the part moved by ({dx}, {dy}) px: the region of interest {roi} moved with it leaves \
+         the {width}x{height} frame (the part is not where the fixture holds it)"
+    )]
+    ShiftedOutOfFrame { width: u32, height: u32, roi: Roi, dx: i32, dy: i32 },
+    #[error(
         "frame {width}x{height} at scale {scale} is {network_w}x{network_h} network px, smaller \
          than one {tile}x{tile} tile of the bundle"
     )]
@@ -82,6 +87,12 @@ pub fn tile_origins(extent: u32, tile: u32, overlap: u32) -> Vec<u32> {
 /// its ROI (refused when the frame does not contain it), else the whole frame. With tiles,
 /// a region smaller than one tile at the geometry's scale is refused too.
 pub fn frame_roi(geometry: &Geometry, width: u32, height: u32) -> Result<Roi, GeometryError> {
+    frame_roi_at(geometry, width, height, (0, 0))
+}
+
+/// [`frame_roi`] with the region moved by `shift` source pixels (right, down), where part
+/// alignment found the part; a moved region that leaves the frame is refused.
+pub fn frame_roi_at(geometry: &Geometry, width: u32, height: u32, shift: (i32, i32)) -> Result<Roi, GeometryError> {
     let roi = match geometry.roi {
         Some(r) => {
             let fits = u64::from(r.x) + u64::from(r.w) <= u64::from(width)
@@ -92,6 +103,20 @@ pub fn frame_roi(geometry: &Geometry, width: u32, height: u32) -> Result<Roi, Ge
             r
         }
         None => Roi { x: 0, y: 0, w: width, h: height },
+    };
+    let roi = if shift == (0, 0) {
+        roi
+    } else {
+        let x = i64::from(roi.x) + i64::from(shift.0);
+        let y = i64::from(roi.y) + i64::from(shift.1);
+        let inside = x >= 0
+            && y >= 0
+            && x + i64::from(roi.w) <= i64::from(width)
+            && y + i64::from(roi.h) <= i64::from(height);
+        if !inside {
+            return Err(GeometryError::ShiftedOutOfFrame { width, height, roi, dx: shift.0, dy: shift.1 });
+        }
+        Roi { x: x as u32, y: y as u32, ..roi }
     };
     if let Some(t) = geometry.tile {
         let (nw, nh) = geometry.network_size(roi.w, roi.h);
@@ -242,7 +267,7 @@ mod tests {
             roi,
             scale,
             tile: Some(Tiles { size: 64, overlap: 16 }),
-            mask: None,
+            ..Geometry::default()
         }
     }
 
@@ -267,6 +292,24 @@ mod tests {
         // Offsets near u32::MAX do not overflow.
         let far = Geometry { roi: Some(Roi { x: u32::MAX, y: 0, w: 10, h: 10 }), ..Geometry::default() };
         assert!(frame_roi(&far, 100, 100).unwrap_err().to_string().contains("at least 4294967305x10"));
+    }
+
+    #[test]
+    fn an_aligned_roi_moves_with_the_part_and_may_not_leave_the_frame() {
+        let roi = Roi { x: 10, y: 20, w: 400, h: 300 };
+        let g = tiled(Some(roi), 1.0);
+        assert_eq!(frame_roi_at(&g, 640, 480, (-10, 5)), Ok(Roi { x: 0, y: 25, ..roi }));
+        assert_eq!(frame_roi_at(&g, 640, 480, (230, 160)), Ok(Roi { x: 240, y: 180, ..roi }));
+        for shift in [(-11, 0), (0, -21), (231, 0), (0, 161)] {
+            let e = frame_roi_at(&g, 640, 480, shift).unwrap_err().to_string();
+            let want = format!("the part moved by ({}, {}) px: the region of interest 400x300 at (10, 20)", shift.0, shift.1);
+            assert!(e.starts_with(&want), "{e}");
+            assert!(e.contains("640x480 frame"), "{e}");
+        }
+        // Without an ROI any move leaves the frame.
+        let whole = tiled(None, 1.0);
+        assert!(frame_roi_at(&whole, 640, 480, (1, 0)).is_err());
+        assert!(frame_roi_at(&whole, 640, 480, (0, 0)).is_ok());
     }
 
     #[test]

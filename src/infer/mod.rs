@@ -4,9 +4,11 @@
 pub mod align;
 pub mod detector;
 pub mod geometry;
+pub mod inspection;
 pub mod preprocess;
 pub mod regions;
 pub mod tiling;
 pub mod verdict;
 
-pub use detector::{default_models_dir, resolve_expert, Detector, FrameInspection, InferError, Inference};
+pub use detector::{default_models_dir, resolve_expert, Detector, InferError, Inference};
+pub use inspection::{DefectRegion, FrameInspection};

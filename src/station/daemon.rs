@@ -87,6 +87,7 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         anyhow::bail!("the station cannot start:\n{}", list.join("\n"));
     }
     let detector = checked.detector.context("the start-up checks loaded no model")?;
+    let aligner = checked.aligner;
     // What every record says the parts were inspected with. The model is hashed once,
     // as loaded (a bundle is replaced whole, by a rename, never changed in place).
     let run_identity = RunIdentity {
@@ -217,6 +218,8 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
     let actuator_thread = spawn("actuator", Box::new(move || actuator.run()))?;
     let infer = InferStage {
         detector,
+        batch: cfg.model.batch as usize,
+        aligner,
         live: live.clone(),
         inbox: infer_in,
         to_actuator: to_actuator.clone(),

@@ -3,9 +3,8 @@
 //! a pixel threshold), so that a tiny speck a line tolerates does not reject the part.
 
 use crate::config::{DecisionConfig, MinArea};
-use crate::infer::regions::largest_region;
 use crate::infer::verdict::rejects;
-use crate::infer::Inference;
+use crate::infer::{DefectRegion, FrameInspection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -24,8 +23,10 @@ pub struct Decider {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub verdict: Verdict,
-    /// Largest defect region in source-image pixels, when a minimum area is configured.
-    pub defect_area_px: Option<f64>,
+    /// The largest region of map pixels above the pixel threshold, in the frame's source
+    /// pixels (none when no pixel is above): what a minimum area is held against, and
+    /// where an engineer looks first.
+    pub largest: Option<DefectRegion>,
     /// Why a part was rejected without a normal decision (a non-finite score).
     pub fail_safe: Option<String>,
 }
@@ -41,42 +42,38 @@ impl Decider {
         }
     }
 
-    /// `source_w`×`source_h` is the captured frame's size, which areas are measured in.
-    pub fn decide(&self, inf: &Inference, source_w: u32, source_h: u32) -> Decision {
-        if !inf.score.is_finite() {
+    /// Areas are measured on the inspection's map, in source pixels (see
+    /// [`FrameInspection::largest_region`]).
+    pub fn decide(&self, inspection: &FrameInspection) -> Decision {
+        if !inspection.score.is_finite() {
             return Decision {
                 verdict: Verdict::Reject,
-                defect_area_px: None,
-                fail_safe: Some(format!("image score is {}", inf.score)),
+                largest: None,
+                fail_safe: Some(format!("image score is {}", inspection.score)),
             };
         }
-        let over = rejects(inf.score, self.threshold);
-        let Some(min_area) = self.min_area else {
-            let verdict = if over { Verdict::Reject } else { Verdict::Pass };
-            return Decision { verdict, defect_area_px: None, fail_safe: None };
-        };
-        let s = inf.size as usize;
-        let largest = largest_region(&inf.map, s, s, self.pixel_threshold);
-        // Each map pixel covers this many source pixels.
-        let scale = source_w as f64 * source_h as f64 / (s * s) as f64;
-        let area_px = largest as f64 * scale;
-        let big_enough = match min_area {
-            MinArea::Pixels(px) => area_px >= px as f64,
-            MinArea::SquareMillimetres { mm2, mm_per_px } => {
-                area_px * mm_per_px * mm_per_px >= mm2
-            }
+        let over = rejects(inspection.score, self.threshold);
+        let largest = inspection.largest_region(self.pixel_threshold);
+        let area_px = largest.map_or(0.0, |r| r.area_px);
+        let big_enough = match self.min_area {
+            None => true,
+            Some(MinArea::Pixels(px)) => area_px >= f64::from(px),
+            Some(MinArea::SquareMillimetres { mm2, mm_per_px }) => area_px * mm_per_px * mm_per_px >= mm2,
         };
         let verdict = if over && big_enough { Verdict::Reject } else { Verdict::Pass };
-        Decision { verdict, defect_area_px: Some(area_px), fail_safe: None }
+        Decision { verdict, largest, fail_safe: None }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::geometry::Roi;
 
-    fn inference(map: Vec<f32>, size: u32, score: f32) -> Inference {
-        Inference { map, size, score }
+    /// A `size`-square map over a `frame`-square frame (whole-frame geometry).
+    fn inspection(map: Vec<f32>, size: u32, frame: u32, score: f32) -> FrameInspection {
+        let roi = Roi { x: 0, y: 0, w: frame, h: frame };
+        FrameInspection { map, width: size, height: size, roi, scale: 1.0, tiles: 0, score, prepare_ms: 0.0 }
     }
 
     #[test]
@@ -85,18 +82,20 @@ mod tests {
         let plain = Decider::new(&cfg, 0.5);
         let mut map = vec![0.0f32; 16];
         map[5] = 0.9; // one hot map pixel
-        let hot = inference(map.clone(), 4, 0.6);
-        assert_eq!(plain.decide(&hot, 4, 4).verdict, Verdict::Reject);
-        assert_eq!(plain.decide(&inference(map.clone(), 4, 0.4), 4, 4).verdict, Verdict::Pass);
+        let hot = inspection(map.clone(), 4, 4, 0.6);
+        assert_eq!(plain.decide(&hot).verdict, Verdict::Reject);
+        assert_eq!(plain.decide(&inspection(map.clone(), 4, 4, 0.4)).verdict, Verdict::Pass);
 
         // One map pixel of a 4x4 map over a 40x40 frame covers 100 source pixels.
+        let hot = inspection(map.clone(), 4, 40, 0.6);
         let area = |px| Decider::new(
             &DecisionConfig { min_area: Some(MinArea::Pixels(px)), ..cfg.clone() },
             0.5,
         );
-        let d = area(100).decide(&hot, 40, 40);
-        assert_eq!((d.verdict, d.defect_area_px), (Verdict::Reject, Some(100.0)));
-        assert_eq!(area(101).decide(&hot, 40, 40).verdict, Verdict::Pass);
+        let d = area(100).decide(&hot);
+        let region = DefectRegion { bbox: Roi { x: 10, y: 10, w: 10, h: 10 }, area_px: 100.0 };
+        assert_eq!((d.verdict, d.largest), (Verdict::Reject, Some(region)));
+        assert_eq!(area(101).decide(&hot).verdict, Verdict::Pass);
         let mm = Decider::new(
             &DecisionConfig {
                 min_area: Some(MinArea::SquareMillimetres { mm2: 1.0, mm_per_px: 0.1 }),
@@ -105,13 +104,31 @@ mod tests {
             0.5,
         );
         // 100 px at 0.1 mm/px = 1 mm².
-        assert_eq!(mm.decide(&hot, 40, 40).verdict, Verdict::Reject);
+        assert_eq!(mm.decide(&hot).verdict, Verdict::Reject);
+        // The largest region is reported without a minimum area too.
+        assert_eq!(plain.decide(&hot).largest, Some(region));
+    }
+
+    #[test]
+    fn a_tiled_map_measures_areas_at_its_scale() {
+        // A 4x2 tiled map at scale 2 over an 8x4 ROI at (100, 10): each map pixel is 2x2.
+        let mut map = vec![0.0f32; 8];
+        map[1] = 0.9;
+        map[2] = 0.9;
+        let roi = Roi { x: 100, y: 10, w: 8, h: 4 };
+        let i = FrameInspection { map, width: 4, height: 2, roi, scale: 2.0, tiles: 1, score: 0.9, prepare_ms: 0.0 };
+        let cfg = DecisionConfig { threshold: None, min_area: Some(MinArea::Pixels(8)), pixel_threshold: None };
+        let d = Decider::new(&cfg, 0.5).decide(&i);
+        assert_eq!(d.verdict, Verdict::Reject);
+        assert_eq!(d.largest, Some(DefectRegion { bbox: Roi { x: 102, y: 10, w: 4, h: 2 }, area_px: 8.0 }));
+        let cfg = DecisionConfig { min_area: Some(MinArea::Pixels(9)), ..cfg };
+        assert_eq!(Decider::new(&cfg, 0.5).decide(&i).verdict, Verdict::Pass);
     }
 
     #[test]
     fn a_nan_score_is_a_fail_safe_reject() {
         let cfg = DecisionConfig { threshold: Some(0.5), min_area: None, pixel_threshold: None };
-        let d = Decider::new(&cfg, 9.0).decide(&inference(vec![0.0; 4], 2, f32::NAN), 2, 2);
+        let d = Decider::new(&cfg, 9.0).decide(&inspection(vec![0.0; 4], 2, 2, f32::NAN));
         assert_eq!(d.verdict, Verdict::Reject);
         assert!(d.fail_safe.unwrap().contains("NaN"));
     }

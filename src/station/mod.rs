@@ -7,6 +7,7 @@ pub mod gpio_cdev;
 pub mod boundary;
 pub mod replay;
 pub mod sim_gpio;
+pub mod alignment;
 pub mod archive;
 pub mod decide;
 pub mod lock;

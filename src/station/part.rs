@@ -9,7 +9,8 @@ use super::decide::{Decider, Decision, Verdict};
 use super::boundary::Frame;
 use super::records::Latency;
 use crate::config::StationConfig;
-use crate::infer::Inference;
+use crate::infer::align::Alignment;
+use crate::infer::FrameInspection;
 
 pub struct Part {
     /// Unique for the station's life (`journal.rs`).
@@ -23,9 +24,13 @@ pub struct Part {
     pub frame: Option<Frame>,
     /// Where its frame came from: the frame's origin, or a corrupt frame's.
     pub origin: Option<String>,
-    pub inference: Option<Inference>,
+    pub inference: Option<FrameInspection>,
+    /// Where alignment found the part (with alignment on).
+    pub alignment: Option<Alignment>,
     pub decision: Option<Decision>,
     pub threshold: f32,
+    /// The map value above which a pixel is part of a defect region (outlined in overlays).
+    pub pixel_threshold: f32,
     /// SHA-256 of the station file whose settings decided it (updated with `threshold`).
     pub station_sha256: Option<Arc<str>>,
     /// Set when the part is rejected without a normal verdict, with the reason.
@@ -47,8 +52,10 @@ impl Part {
             frame: None,
             origin: None,
             inference: None,
+            alignment: None,
             decision: None,
             threshold: live.decider.threshold,
+            pixel_threshold: live.decider.pixel_threshold,
             station_sha256: live.station_sha256.clone(),
             fail_safe: None,
             latency: Latency::default(),

@@ -17,12 +17,14 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+use super::alignment::Aligner;
 use super::records::RECORD_FILE;
 use super::replay::ReplaySource;
 use crate::bundle::{Bundle, BundleMeta};
 use crate::config::{CameraSource, GpioBackend, LightMode, StationConfig, TriggerMode};
 use crate::imageio::IMAGE_EXTENSIONS;
 use crate::infer::detector::{expert_not_found, load_apprentice, weights_fix, ModelsDir, ModelsDirSource};
+use crate::infer::geometry::frame_roi;
 use crate::infer::{resolve_expert, Detector, InferError};
 use crate::model::checkpoint::CheckpointError;
 use crate::platform::device::{open_device, DeviceError};
@@ -56,6 +58,8 @@ impl std::fmt::Display for Problem {
 pub struct Checked {
     pub problems: Vec<Problem>,
     pub detector: Option<Detector>,
+    /// The part aligner, with alignment on and its reference frame loaded.
+    pub aligner: Option<Aligner>,
 }
 
 /// Every start-up check of `run`, short of taking the camera and GPIO lines; empty when the
@@ -68,7 +72,12 @@ pub fn preflight(cfg: &StationConfig) -> Vec<Problem> {
 pub fn check(cfg: &StationConfig) -> Checked {
     let mut problems = Vec::new();
     let detector = check_model(cfg, &mut problems);
-    check_camera(cfg, &mut problems);
+    let frame_size = check_camera(cfg, &mut problems);
+    let mut aligner = None;
+    let detector = detector.and_then(|d| {
+        aligner = check_geometry(cfg, &d, frame_size, &mut problems);
+        warm_up(cfg, d, frame_size, &mut problems)
+    });
     check_gpio(cfg, &mut problems);
     if let Err(e) = writable_dir(&cfg.records.dir, true) {
         problems.push(Problem::new("records.dir", e));
@@ -80,7 +89,7 @@ pub fn check(cfg: &StationConfig) -> Checked {
             problems.push(Problem::new("archive.dir", e));
         }
     }
-    Checked { problems, detector }
+    Checked { problems, detector, aligner }
 }
 
 /// The device, bundle, expert and threshold, loaded as `run` loads them. On a device that
@@ -101,20 +110,6 @@ fn check_model(cfg: &StationConfig, problems: &mut Vec<Problem>) -> Option<Detec
             return None;
         }
     };
-    // The station inspects whole frames resized to the input; a bundle trained on tiles (or
-    // a region, scale or mask) was calibrated on another map, and its threshold would be
-    // wrong here. Until the station inspects with the bundle's geometry, it refuses one.
-    if bundle.meta.geometry != Default::default() {
-        problems.push(Problem::new(
-            "model.bundle",
-            format!(
-                "the bundle {} inspects with a geometry (tiles, region of interest, scale or \
-                 mask), which the station does not apply yet: use it with `infer` and `eval`, \
-                 or train the station's bundle without --tile/--roi/--scale/--mask",
-                m.bundle.display()
-            ),
-        ));
-    }
     if cfg.decision.threshold.is_none() && bundle.meta.calibration.is_none() {
         problems.push(Problem::new(
             "decision.threshold",
@@ -164,13 +159,70 @@ fn check_model(cfg: &StationConfig, problems: &mut Vec<Problem>) -> Option<Detec
     };
     // Without the station's device the model was loaded on the CPU, only to check its files.
     device.as_ref()?;
-    // The first inference, as `run` does before READY: it allocates everything.
-    let size = detector.meta.input_size;
-    if let Err(e) = detector.infer(&[image::RgbImage::new(size, size)]) {
-        problems.push(Problem::new("model.device", format!("warm-up inference: {e}")));
-        return None;
-    }
     Some(detector)
+}
+
+/// The frames the camera will deliver against the bundle's geometry (they must hold its
+/// region of interest, and have the reference frame's size for alignment), and the
+/// aligner, loaded.
+fn check_geometry(
+    cfg: &StationConfig,
+    detector: &Detector,
+    frame_size: Option<(u32, u32, &'static str)>,
+    problems: &mut Vec<Problem>,
+) -> Option<Aligner> {
+    let geometry = &detector.meta.geometry;
+    if let Some((w, h, key)) = frame_size {
+        if let Err(e) = frame_roi(geometry, w, h) {
+            problems.push(Problem::new(key, format!("the bundle {}: {e}", cfg.model.bundle.display())));
+        }
+    }
+    match Aligner::load(&cfg.model.bundle, &detector.meta, &cfg.alignment) {
+        Ok(Some(a)) => {
+            match frame_size {
+                Some((w, h, key)) if (w, h) != a.frame_size() => {
+                    let (rw, rh) = a.frame_size();
+                    problems.push(Problem::new(
+                        key,
+                        format!(
+                            "frames are {w}x{h} px, but the bundle's reference frame for \
+                             alignment is {rw}x{rh} px: use the camera settings the bundle was \
+                             trained with"
+                        ),
+                    ));
+                    None
+                }
+                _ => Some(a),
+            }
+        }
+        Ok(None) => None,
+        Err(e) => {
+            problems.push(Problem::new("alignment.enabled", e));
+            None
+        }
+    }
+}
+
+/// The first inspection, as `run` does before READY, of a blank frame of the camera's
+/// size (the input size when it is not known) with the station's batch: it allocates
+/// everything, so the first part is not late because of it.
+fn warm_up(
+    cfg: &StationConfig,
+    detector: Detector,
+    frame_size: Option<(u32, u32, &'static str)>,
+    problems: &mut Vec<Problem>,
+) -> Option<Detector> {
+    let size = detector.meta.input_size;
+    let (w, h) = frame_size.map_or((size, size), |(w, h, _)| (w, h));
+    match detector.inspect_frame(&image::RgbImage::new(w, h), cfg.model.batch as usize) {
+        Ok(_) => Some(detector),
+        // A frame the geometry refuses was reported above.
+        Err(InferError::Geometry(_)) => Some(detector),
+        Err(e) => {
+            problems.push(Problem::new("model.device", format!("warm-up inference: {e}")));
+            None
+        }
+    }
 }
 
 fn device_advice(e: &DeviceError) -> String {
@@ -203,7 +255,9 @@ fn expert_missing(e: &InferError, meta: &BundleMeta, bundle: &Path, dir: &Models
     message
 }
 
-fn check_camera(cfg: &StationConfig, problems: &mut Vec<Problem>) {
+/// The camera's frames exist; returns their size when it is known, with the key that sets
+/// it.
+fn check_camera(cfg: &StationConfig, problems: &mut Vec<Problem>) -> Option<(u32, u32, &'static str)> {
     let c = &cfg.camera;
     match c.source {
         CameraSource::Replay => {
@@ -217,9 +271,10 @@ fn check_camera(cfg: &StationConfig, problems: &mut Vec<Problem>) {
                         IMAGE_EXTENSIONS.join(", .")
                     ),
                 )),
-                Ok(_) => {}
+                Ok(src) => return src.frame_size().map(|(w, h)| (w, h, "camera.replay.folder")),
                 Err(e) => problems.push(Problem::new("camera.replay.folder", e.to_string())),
             }
+            None
         }
         CameraSource::V4l2 => {
             if !cfg!(feature = "camera") {
@@ -231,6 +286,7 @@ fn check_camera(cfg: &StationConfig, problems: &mut Vec<Problem>) {
             } else if let Err(e) = v4l2_device_exists(&c.device) {
                 problems.push(Problem::new("camera.device", e));
             }
+            Some((c.width, c.height, "camera.width"))
         }
     }
 }

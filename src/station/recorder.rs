@@ -24,8 +24,7 @@ use super::decide::Verdict;
 use super::identity::RunIdentity;
 use super::journal::{self, Journal};
 use super::part::{inject_panic, Heartbeat, Part};
-use super::records::{record_text, rfc3339, PartRecord, RecordError, RecordLog, RecordsHealth, Writer};
-use crate::imageio::heatmap_overlay;
+use super::records::{record_text, rfc3339, AlignmentRecord, PartRecord, RecordError, RecordLog, RecordsHealth, Writer};
 use crate::text::for_log;
 
 /// While records cannot be written, how often the recorder tries again.
@@ -274,7 +273,10 @@ impl Recorder {
                     .or(part.frame.as_ref().map(|fr| fr.origin.as_str()))
                     .map(record_text);
                 r.score = part.inference.as_ref().map(|i| i.score);
-                r.defect_area_px = part.decision.as_ref().and_then(|d| d.defect_area_px);
+                let largest = part.decision.as_ref().and_then(|d| d.largest);
+                r.defect_area_px = largest.map(|l| l.area_px);
+                r.defect_bbox = largest.map(|l| [l.bbox.x, l.bbox.y, l.bbox.w, l.bbox.h]);
+                r.alignment = part.alignment.map(|a| AlignmentRecord { dx: a.dx, dy: a.dy, confidence: a.confidence });
                 r.latency_ms = part.latency.clone();
                 r.reason = part.fail_safe.as_deref().map(record_text);
                 if f.late {
@@ -307,9 +309,9 @@ impl Recorder {
         let (w, h) = frame.image.dimensions();
         let overlay = match &part.inference {
             Some(inf) => {
-                let map = inf.map_at(w, h);
-                let (lo, hi) = self.overlay_range;
-                Some(heatmap_overlay(&frame.image, &map, w, h, lo, hi).map_err(|e| e.to_string())?)
+                let show_roi = (inf.roi.w, inf.roi.h) != (w, h);
+                let o = inf.overlay(&frame.image, part.pixel_threshold, self.overlay_range, show_roi);
+                Some(o.map_err(|e| e.to_string())?)
             }
             None => None,
         };
@@ -442,7 +444,7 @@ mod tests {
         let now = Instant::now();
         let mut part = Part::new(id, "replay", now, SystemTime::now(), &live());
         part.origin = Some(format!("{id:04}_good.png"));
-        part.decision = Some(Decision { verdict: Verdict::Pass, defect_area_px: None, fail_safe: None });
+        part.decision = Some(Decision { verdict: Verdict::Pass, largest: None, fail_safe: None });
         let expect = Expect {
             id,
             trigger: "replay",

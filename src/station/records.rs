@@ -60,7 +60,13 @@ pub struct PartRecord {
     pub origin: Option<String>,
     pub score: Option<f32>,
     pub threshold: f32,
+    /// The largest region of map pixels above the pixel threshold, in source pixels: its
+    /// area and its bounding box `[x, y, w, h]` in the frame. None without such a region.
     pub defect_area_px: Option<f64>,
+    pub defect_bbox: Option<[u32; 4]>,
+    /// Where alignment found the part (with alignment on): its move in source pixels and
+    /// how sure the estimate is.
+    pub alignment: Option<AlignmentRecord>,
     /// What the station did: a fail-safe part is always "reject".
     pub verdict: Option<Verdict>,
     pub fail_safe: bool,
@@ -76,7 +82,16 @@ pub struct PartRecord {
     pub archived: Vec<String>,
 }
 
-/// Milliseconds spent per stage; `total` is trigger → verdict.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AlignmentRecord {
+    pub dx: f32,
+    pub dy: f32,
+    pub confidence: f32,
+}
+
+/// Milliseconds spent per stage; `total` is trigger → verdict. `preprocess` is the
+/// alignment (when on) and cutting the frame into network input; `infer` the networks,
+/// stitching, smoothing and the score.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Latency {
     pub queue: Option<f64>,

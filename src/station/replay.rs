@@ -56,6 +56,12 @@ impl ReplaySource {
         self.files.is_empty()
     }
 
+    /// The size of the frames it will deliver: that of the first file whose header reads
+    /// (a corrupt frame among them is the station's to reject, not a start-up problem).
+    pub fn frame_size(&self) -> Option<(u32, u32)> {
+        self.files.iter().find_map(|f| image::image_dimensions(f).ok())
+    }
+
     fn device(&self) -> String {
         format!("replay {}", self.folder.display())
     }

@@ -17,8 +17,8 @@ use super::boundary::{CaptureError, DigitalIn, DigitalOut, FrameSource, InputEdg
 use super::journal::{self, Journal};
 use super::part::{inject_panic, ms, read_live, wall_time, Heartbeat, Part, SharedLive};
 use super::records::RecordsHealth;
+use super::alignment::Aligner;
 use crate::infer::Detector;
-use crate::infer::preprocess::image_to_chw;
 use crate::text::for_log;
 
 /// How long a stage waits for work before it beats its heartbeat again.
@@ -235,6 +235,10 @@ impl CaptureStage {
 
 pub struct InferStage {
     pub detector: Detector,
+    /// Tiles per batch through the networks (`model.batch`).
+    pub batch: usize,
+    /// Finds each part on the fixture (`[alignment]`); None with alignment off.
+    pub aligner: Option<Aligner>,
     pub live: SharedLive,
     pub inbox: Receiver<Part>,
     pub to_actuator: Sender<ToActuator>,
@@ -270,38 +274,55 @@ impl InferStage {
 
     fn inspect(&self, mut part: Part) -> Part {
         let live = read_live(&self.live);
-        let Some(frame) = part.frame.as_ref() else {
+        part.threshold = live.decider.threshold;
+        part.pixel_threshold = live.decider.pixel_threshold;
+        part.station_sha256 = live.station_sha256.clone();
+        let Some(frame) = part.frame.take() else {
             return part.fail("no frame");
         };
-        let (w, h) = frame.image.dimensions();
         let t0 = Instant::now();
-        let chw = image_to_chw(&frame.image, self.detector.meta.input_size);
-        let t1 = Instant::now();
+        let shift = match &self.aligner {
+            None => Ok((0, 0)),
+            Some(aligner) => {
+                let (estimate, shift) = aligner.locate(&frame.image);
+                part.alignment = estimate;
+                shift
+            }
+        };
+        let shift = match shift {
+            Ok(s) => s,
+            Err(reason) => {
+                log::warn!("part {}: {}", part.id, for_log(&reason));
+                part.latency.preprocess = Some(ms(t0, Instant::now()));
+                part.frame = Some(frame);
+                return part.fail(reason);
+            }
+        };
+        let aligned_ms = ms(t0, Instant::now());
         if !live.inject_infer_delay.is_zero() {
             std::thread::sleep(live.inject_infer_delay);
         }
-        let inference = match self.detector.infer_chw(&[chw]) {
-            Ok(mut v) if v.len() == 1 => v.remove(0),
-            Ok(_) => return part.fail("inference returned no result"),
+        let inspected = self.detector.inspect_frame_at(&frame.image, self.batch, shift);
+        part.frame = Some(frame);
+        let t2 = Instant::now();
+        let inspection = match inspected {
+            Ok(i) => i,
             Err(e) => {
                 self.counts.infer_errors.fetch_add(1, Ordering::Relaxed);
-                log::error!("part {}: inference failed: {}", part.id, for_log(&e.to_string()));
-                return part.fail(format!("inference error: {e}"));
+                log::error!("part {}: inspection failed: {}", part.id, for_log(&e.to_string()));
+                return part.fail(format!("inspection error: {e}"));
             }
         };
-        let t2 = Instant::now();
-        let decision = live.decider.decide(&inference, w, h);
+        let decision = live.decider.decide(&inspection);
         let t3 = Instant::now();
-        part.latency.preprocess = Some(ms(t0, t1));
-        part.latency.infer = Some(ms(t1, t2));
+        part.latency.preprocess = Some(aligned_ms + inspection.prepare_ms);
+        part.latency.infer = Some((ms(t0, t2) - aligned_ms - inspection.prepare_ms).max(0.0));
         part.latency.decide = Some(ms(t2, t3));
         part.latency.total = Some(ms(part.triggered_at, t3));
-        part.threshold = live.decider.threshold;
-        part.station_sha256 = live.station_sha256.clone();
         if let Some(reason) = &decision.fail_safe {
             part = part.fail(reason.clone());
         }
-        part.inference = Some(inference);
+        part.inference = Some(inspection);
         part.decision = Some(decision);
         part
     }

@@ -149,6 +149,8 @@ struct Dataset {
     fingerprint: String,
     /// The first readable frame's size, in source pixels.
     first_size: (u32, u32),
+    /// The first readable frame's file: the reference frame of part alignment.
+    first_path: PathBuf,
 }
 
 /// A frame as training sees it (see [`Dataset::train`]); refuses a frame that does not
@@ -245,6 +247,7 @@ fn load_dataset(data: &TrainData, cfg: &TrainConfig) -> Result<Dataset> {
         n_hold = n_hold.max(1);
     }
     let hold: std::collections::HashSet<usize> = order[..n_hold].iter().copied().collect();
+    let first_path = used[0].clone();
     let mut train = Vec::new();
     let mut holdout = Vec::new();
     let mut holdout_paths = Vec::new();
@@ -272,6 +275,7 @@ fn load_dataset(data: &TrainData, cfg: &TrainConfig) -> Result<Dataset> {
         skipped,
         fingerprint,
         first_size: first_size.unwrap_or((0, 0)),
+        first_path,
     })
 }
 
@@ -635,14 +639,19 @@ pub fn train(
     }
     let mut meta = detector.meta;
     meta.calibration = Calibration::from_scores(&scores);
-    let mask_file = match (&cfg.mask, &meta.geometry.mask) {
-        (Some(src), Some(name)) => Some((name.to_string_lossy().to_string(), src.clone())),
-        _ => None,
-    };
-    let files: Vec<(&str, &Path)> = mask_file
-        .iter()
-        .map(|(n, p)| (n.as_str(), p.as_path()))
-        .collect();
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    if let (Some(src), Some(name)) = (&cfg.mask, &meta.geometry.mask) {
+        files.push((name.to_string_lossy().to_string(), src.clone()));
+    }
+    // With a region of interest, the first frame is kept as the reference that part
+    // alignment finds each part against (it moves the region with the part).
+    if cfg.roi.is_some() {
+        let ext = data.first_path.extension().unwrap_or_default().to_string_lossy().to_lowercase();
+        let name = format!("reference.{ext}");
+        meta.geometry.reference = Some(PathBuf::from(&name));
+        files.push((name, data.first_path.clone()));
+    }
+    let files: Vec<(&str, &Path)> = files.iter().map(|(n, p)| (n.as_str(), p.as_path())).collect();
     Bundle::write_with_files(&job.out, &meta, &state, &files)?;
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(TrainOutcome::Finished {

@@ -2,11 +2,18 @@
 //! `[decision]` (the thresholds its scores are held to).
 
 use crate::bundle::{Bundle, MAX_SCORE};
-use crate::config::reader::{Reader, Section, MM2, MM_PER_PX, PIXELS, SCORE};
+use crate::config::reader::{Reader, Section, CONFIDENCE, MM2, MM_PER_PX, PIXELS, SCORE, TILES};
 use crate::config::schema::*;
 use crate::platform::device::DeviceChoice;
 
-pub(super) const MODEL_KEYS: &[&str] = &["bundle", "expert", "models_dir", "device"];
+pub(super) const MODEL_KEYS: &[&str] = &["bundle", "expert", "models_dir", "device", "batch"];
+pub(super) const ALIGNMENT_KEYS: &[&str] = &["enabled", "min_confidence", "max_shift_px"];
+
+/// Tiles per batch through the networks: one to 64 (a 64-tile batch of 256 px tiles is
+/// about 3 GB of activations on the CPU).
+const BATCH: (u32, u32) = (1, 64);
+/// The largest shift alignment may accept, in source pixels.
+const MAX_SHIFT_PX: (u32, u32) = (1, 4096);
 pub(super) const DECISION_KEYS: &[&str] = &[
     "threshold",
     "pixel_threshold",
@@ -53,11 +60,25 @@ impl Reader<'_> {
             Some("cuda") => DeviceChoice::Cuda,
             _ => DeviceChoice::Cpu,
         };
+        let batch = self.u32(&s, "batch", TILES, BATCH.0, BATCH.1).unwrap_or(8);
         ModelConfig {
             bundle: bundle.unwrap_or_default(),
             expert,
             models_dir,
             device,
+            batch,
+        }
+    }
+
+    pub(in crate::config) fn alignment(&mut self, root: &Section) -> AlignmentConfig {
+        let s = self.section(root, "alignment", ALIGNMENT_KEYS);
+        let d = AlignmentConfig::default();
+        AlignmentConfig {
+            enabled: self.boolean(&s, "enabled").unwrap_or(d.enabled),
+            min_confidence: self.f32(&s, "min_confidence", CONFIDENCE, 0.0, 1.0).unwrap_or(d.min_confidence),
+            max_shift_px: self
+                .u32(&s, "max_shift_px", PIXELS, MAX_SHIFT_PX.0, MAX_SHIFT_PX.1)
+                .unwrap_or(d.max_shift_px),
         }
     }
 

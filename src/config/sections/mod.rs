@@ -17,7 +17,7 @@ use super::reader::Tables;
 
 /// The top-level tables, in the order the example file shows them.
 pub(super) const SECTIONS: &[&str] = &[
-    "station", "model", "camera", "light", "trigger", "decision", "gpio", "reject", "outputs",
+    "station", "model", "camera", "light", "trigger", "decision", "alignment", "gpio", "reject", "outputs",
     "records", "archive", "logging", "pipeline",
 ];
 
@@ -30,6 +30,7 @@ pub(super) const TABLES: Tables = &[
     ("light", LIGHT_KEYS),
     ("trigger", TRIGGER_KEYS),
     ("decision", DECISION_KEYS),
+    ("alignment", ALIGNMENT_KEYS),
     ("gpio", GPIO_KEYS),
     ("reject", REJECT_KEYS),
     ("outputs.pass", PASS_KEYS),
