@@ -71,6 +71,11 @@ const VERBS: &[(&str, &str, &[&str])] = &[
             "--no-oom",
             "--models-dir",
             "--device",
+            "--tile",
+            "--overlap",
+            "--roi",
+            "--scale",
+            "--mask",
         ],
     ),
     (
@@ -105,6 +110,11 @@ const VERBS: &[(&str, &str, &[&str])] = &[
             "--no-mom",
             "--no-oom",
             "--device",
+            "--tile",
+            "--overlap",
+            "--roi",
+            "--scale",
+            "--mask",
         ],
     ),
     (

@@ -111,6 +111,30 @@ fn infer_and_eval_report_every_bad_input_before_any_work() {
     assert!(text.contains(&format!("--json {json}: ")), "{text}");
 }
 
+/// `eval --train` takes `train`'s geometry flags, checked by the same rules; a `--model`
+/// bundle inspects with its own geometry, so the flags are refused there.
+#[test]
+fn eval_checks_the_geometry_flags_as_train_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = cdo_in(tmp.path(), &[], &["eval", "--data", "nodata", "--train", "--overlap", "16"]);
+    let text = assert_failed_once(&out);
+    assert!(text.contains("train.overlap: applies to tiles only: set tile too"), "{text}");
+    let out = cdo_in(tmp.path(), &[], &["train", "--data", "nodata", "--out", "b", "--overlap", "16"]);
+    let text = assert_failed_once(&out);
+    assert!(text.contains("train.overlap: applies to tiles only: set tile too"), "{text}");
+
+    let out = cdo_in(
+        tmp.path(),
+        &[],
+        &["eval", "--data", "nodata", "--model", "bundle", "--category", "c", "--tile", "128", "--scale", "2"],
+    );
+    let text = assert_failed_once(&out);
+    assert!(
+        text.contains("--tile, --scale set the geometry of the bundles --train and --ablation train; --model bundle inspects with the geometry it was trained with"),
+        "{text}"
+    );
+}
+
 /// A damaged weights file: the checkpoint reader's message, the cause said once.
 #[test]
 fn a_damaged_expert_file_is_named_with_its_cause_once() {

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::train::{damaged_expert, interrupt_flag, TrainOptions, TrainProgress};
+use super::train::{damaged_expert, interrupt_flag, GeometryOptions, TrainOptions, TrainProgress};
 use super::{check_detector, check_device, check_output_dir, check_output_file, Problems};
 use crate::eval::dataset::{list_categories, load_category, Category};
 use crate::eval::report::{ablation_table, csv, mean_row, table, AblationRow, JsonReport};
@@ -53,6 +53,10 @@ pub struct EvalArgs {
     pub csv: Option<PathBuf>,
     #[command(flatten)]
     pub options: TrainOptions,
+    /// The inspection geometry of the bundles trained in benchmark/ablation mode (a
+    /// `--model` bundle has its own).
+    #[command(flatten)]
+    pub geometry: GeometryOptions,
 }
 
 fn score_progress(category: &str) -> ProgressBar {
@@ -220,6 +224,14 @@ fn check_inputs(
     let mut train_cfg = None;
     match &args.model {
         Some(model) => {
+            let given = args.geometry.given();
+            if !given.is_empty() {
+                problems.push(format!(
+                    "{} set the geometry of the bundles --train and --ablation train; --model {} inspects with the geometry it was trained with",
+                    given.join(", "),
+                    model.display()
+                ));
+            }
             detector = check_detector(
                 model,
                 args.options.expert.as_deref(),
@@ -228,7 +240,7 @@ fn check_inputs(
                 &mut problems,
             )
         }
-        None => train_cfg = args.options.check(&mut problems),
+        None => train_cfg = args.options.check(&args.geometry, &mut problems),
     }
     if let Some(dir) = &args.models_out {
         check_output_dir("--models-out", dir, &mut problems);

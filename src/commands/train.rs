@@ -16,7 +16,7 @@ use crate::platform::device::DeviceChoice;
 use crate::model::backbone::BackboneKind;
 use crate::train::{expert_path, train, StepReport, TrainConfig, TrainData, TrainJob, TrainOutcome};
 
-/// Training settings shared by `train` and `eval --train`.
+/// Training settings shared by `train` and `eval --train` (with [`GeometryOptions`]).
 #[derive(Debug, clap::Args)]
 pub struct TrainOptions {
     /// TOML file whose [train] table sets the training options (flags override it).
@@ -86,6 +86,22 @@ fn parse_roi(s: &str) -> Result<Roi, String> {
 }
 
 impl GeometryOptions {
+    /// The geometry flags given, by name (for refusing them where a bundle's geometry
+    /// applies).
+    pub fn given(&self) -> Vec<&'static str> {
+        let Self { tile, overlap, roi, scale, mask } = self;
+        [
+            ("--tile", tile.is_some()),
+            ("--overlap", overlap.is_some()),
+            ("--roi", roi.is_some()),
+            ("--scale", scale.is_some()),
+            ("--mask", mask.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
     /// The flags over `cfg` (`--tile` sets the input size too).
     pub fn apply(&self, cfg: &mut TrainConfig) {
         if let Some(t) = self.tile {
@@ -108,13 +124,9 @@ impl GeometryOptions {
 }
 
 impl TrainOptions {
-    pub fn config(&self) -> Result<TrainConfig> {
-        self.config_with(None)
-    }
-
-    /// The settings: the file's `[train]` table, the flags over it, `geometry`'s flags over
-    /// those; validated.
-    pub fn config_with(&self, geometry: Option<&GeometryOptions>) -> Result<TrainConfig> {
+    /// The settings: the file's `[train]` table, the flags over it, the geometry flags
+    /// over those; validated.
+    pub fn config(&self, geometry: &GeometryOptions) -> Result<TrainConfig> {
         let mut cfg = match &self.config {
             Some(path) => TrainConfig::from_file(path)?,
             None => TrainConfig::default(),
@@ -143,9 +155,7 @@ impl TrainOptions {
         if self.no_oom {
             cfg.oom = false;
         }
-        if let Some(g) = geometry {
-            g.apply(&mut cfg);
-        }
+        geometry.apply(&mut cfg);
         if let Some(m) = &cfg.mask {
             if !m.is_file() {
                 anyhow::bail!("mask {}: no such file", m.display());
@@ -164,19 +174,11 @@ impl TrainOptions {
         ModelsDir::choose(self.models_dir.as_deref(), "--models-dir")
     }
 
-    /// Checks the training settings and that the expert weights they name open (the
-    /// default file in the models folder, `--expert`, or the config's `expert_weights`).
-    pub fn check(&self, problems: &mut Problems) -> Option<TrainConfig> {
-        self.check_with(None, problems)
-    }
-
-    /// [`Self::check`] with `train`'s geometry flags.
-    pub fn check_with(
-        &self,
-        geometry: Option<&GeometryOptions>,
-        problems: &mut Problems,
-    ) -> Option<TrainConfig> {
-        let cfg = problems.take(self.config_with(geometry))?;
+    /// Checks the training settings (with the geometry flags of `train` and `eval
+    /// --train`) and that the expert weights they name open (the default file in the
+    /// models folder, `--expert`, or the config's `expert_weights`).
+    pub fn check(&self, geometry: &GeometryOptions, problems: &mut Problems) -> Option<TrainConfig> {
+        let cfg = problems.take(self.config(geometry))?;
         let dir = self.models_folder();
         let (path, given) = match (&self.expert, &cfg.expert_weights) {
             (Some(p), _) => (p.clone(), Some("--expert".to_string())),
@@ -309,7 +311,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
     // Every input, before any work: all problems in one report.
     let mut problems = Problems::new("train");
     check_image_folder("--data", &args.data, 2, &mut problems);
-    let config = args.options.check_with(Some(&args.geometry), &mut problems);
+    let config = args.options.check(&args.geometry, &mut problems);
     if args.out.is_file() {
         problems.push(format!(
             "--out {} is a file; give the folder to write the model bundle to",
