@@ -13,6 +13,11 @@
 //! so no test tile is a copy of a training tile. Everything is driven by one ChaCha stream
 //! seeded from [`SampleSpec::seed`], so the same seed and photograph give byte-identical
 //! files (no trigonometric library calls are used, only IEEE-exact arithmetic).
+//!
+//! [`build_line_dataset`] writes the same layout for tiled inspection: frames of one part
+//! larger than the network's input, as a station's camera sees one part after another
+//! (the photograph's centre at native resolution, moved in its fixture, under its own
+//! light level and camera noise), with the same painted defects.
 
 use std::collections::HashSet;
 use std::fs;
@@ -40,6 +45,9 @@ const MARKER: &str = ".cdo-sample-dataset";
 /// A pixel blended at least this much toward the defect colour is marked in the mask:
 /// weaker changes (anti-aliased fringes, faded scratch ends) are below ~13 grey levels.
 const MASK_ALPHA: f32 = 0.1;
+
+/// Draws of one defect before a minimum size that none reaches is an error.
+const MAX_DRAWS: usize = 1000;
 
 /// Smallest tile side supported: defects up to 60 px long must fit inside a tile.
 pub const MIN_TILE: u32 = 64;
@@ -95,7 +103,8 @@ pub struct SampleImage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleSummary {
     pub root: PathBuf,
-    pub tile: u32,
+    /// Every image's width and height.
+    pub size: (u32, u32),
     pub images: Vec<SampleImage>,
 }
 
@@ -134,6 +143,17 @@ pub enum SampleDataError {
         tile: u32,
         wanted: usize,
         available: u64,
+    },
+    #[error(
+        "photograph {} is {width}x{height}; {}x{} frames moved by up to {jitter} px need at least {}x{}",
+        path.display(), frame.0, frame.1, frame.0 + 2 * jitter, frame.1 + 2 * jitter
+    )]
+    PhotoTooSmallForFrames {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        frame: (u32, u32),
+        jitter: u32,
     },
     #[error("{} exists and is not an empty directory or a sample dataset built by cdo-inspect; refusing to overwrite it", path.display())]
     OutputNotEmpty { path: PathBuf },
@@ -246,15 +266,15 @@ fn span(lo: f32, hi: f32, tile: u32) -> (u32, u32) {
 /// A thin scratch: an anti-aliased quadratic curve 20-60 px long, 1-3 px wide, bright
 /// (whitened plastic) or dark (groove shadow), fading at both ends like a real scratch.
 fn paint_scratch(rng: &mut ChaCha8Rng, img: &mut RgbImage, mask: &mut GrayImage) {
-    let tile = img.width() as f32;
-    let max_len = 60.0f32.min((tile - 12.0) / 1.5);
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let max_len = 60.0f32.min((w.min(h) - 12.0) / 1.5);
     let len: f32 = rng.gen_range(20.0..=max_len);
     let width: f32 = rng.gen_range(1.0..=3.0);
     let (dx, dy) = unit_vector(rng);
     let bend: f32 = rng.gen_range(-0.2..=0.2) * len;
     let reach = len / 2.0 + bend.abs() + width + 2.0;
-    let cx: f32 = rng.gen_range(reach..=tile - reach);
-    let cy: f32 = rng.gen_range(reach..=tile - reach);
+    let cx: f32 = rng.gen_range(reach..=w - reach);
+    let cy: f32 = rng.gen_range(reach..=h - reach);
     let bright = rng.gen_bool(0.5);
     let strength: f32 = rng.gen_range(0.6..=0.95);
     let level: f32 = if bright {
@@ -317,14 +337,14 @@ fn paint_scratch(rng: &mut ChaCha8Rng, img: &mut RgbImage, mask: &mut GrayImage)
 /// A spot: a soft-edged elliptical blotch 6-16 px across, darker (burn mark, oil) or
 /// lighter (stress whitening) than the surface.
 fn paint_spot(rng: &mut ChaCha8Rng, img: &mut RgbImage, mask: &mut GrayImage) {
-    let tile = img.width() as f32;
+    let (w, h) = (img.width() as f32, img.height() as f32);
     let diameter: f32 = rng.gen_range(6.0..=16.0);
     let a_ax = diameter / 2.0;
     let b_ax = a_ax * rng.gen_range(0.6..=1.0f32);
     let (ux, uy) = unit_vector(rng);
     let reach = a_ax + 3.0;
-    let cx: f32 = rng.gen_range(reach..=tile - reach);
-    let cy: f32 = rng.gen_range(reach..=tile - reach);
+    let cx: f32 = rng.gen_range(reach..=w - reach);
+    let cy: f32 = rng.gen_range(reach..=h - reach);
     let dark = rng.gen_bool(0.5);
     let strength: f32 = rng.gen_range(0.75..=1.0);
 
@@ -393,13 +413,13 @@ fn paint_contamination(
     img: &mut RgbImage,
     mask: &mut GrayImage,
 ) {
-    let tile = img.width() as f32;
+    let (w, h) = (img.width() as f32, img.height() as f32);
     let radius: f32 = rng.gen_range(7.0..=14.0);
     let (a2, a3): (f32, f32) = (rng.gen_range(0.0..=0.2), rng.gen_range(0.0..=0.15));
     let (ph2, ph3) = (unit_vector(rng), unit_vector(rng));
     let reach = radius * 1.35 + 2.0;
-    let cx: f32 = rng.gen_range(reach..=tile - reach);
-    let cy: f32 = rng.gen_range(reach..=tile - reach);
+    let cx: f32 = rng.gen_range(reach..=w - reach);
+    let cy: f32 = rng.gen_range(reach..=h - reach);
     let (pw, ph) = (photo.width() as f32, photo.height() as f32);
     let sx: f32 = rng.gen_range(0.0..pw);
     let sy: f32 = rng.gen_range(0.0..ph);
@@ -530,7 +550,51 @@ pub fn build_surface_dataset(
         (texture, "test"),
         &mut taken,
     )?;
+    let (mut train, mut test) = (train.into_iter(), test.into_iter());
+    let mut next = |_: &mut ChaCha8Rng, split: Split| {
+        let c = match split {
+            Split::Train => train.next(),
+            Split::Test => test.next(),
+        };
+        cut(&photo, c.expect("one crop drawn per image"), tile)
+    };
+    let marker = format!(
+        "cdo-inspect sample dataset\ntexture = {}\ntile = {tile}\ntrain_good = {}\ntest_good = {}\ntest_defect_per_type = {}\nseed = {}\n",
+        file_name(texture),
+        spec.train_good,
+        spec.test_good,
+        spec.test_defect,
+        spec.seed
+    );
+    let counts = (spec.train_good, spec.test_good, spec.test_defect);
+    let images = write_dataset(out, counts, 0, &photo, &mut rng, &mut next, &marker)?;
+    Ok(SampleSummary {
+        root: out.to_path_buf(),
+        size: (tile, tile),
+        images,
+    })
+}
 
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Writes a dataset into `out` (prepared by [`prepare_output`]): `counts` = (good
+/// training images, good test images, defective test images per type), each image from
+/// `next` (which may draw from `rng`), the defects painted with `rng` (the contamination
+/// from elsewhere in `photo`; a defect under `min_defect_px` mask pixels is drawn again),
+/// then the marker with `marker`'s text.
+fn write_dataset(
+    out: &Path,
+    (train_good, test_good, test_defect): (usize, usize, usize),
+    min_defect_px: usize,
+    photo: &RgbImage,
+    rng: &mut ChaCha8Rng,
+    next: &mut dyn FnMut(&mut ChaCha8Rng, Split) -> RgbImage,
+    marker: &str,
+) -> Result<Vec<SampleImage>, SampleDataError> {
     prepare_output(out)?;
     let mkdir = |p: PathBuf| -> Result<PathBuf, SampleDataError> {
         fs::create_dir_all(&p).map_err(|error| SampleDataError::Io {
@@ -540,49 +604,51 @@ pub fn build_surface_dataset(
         Ok(p)
     };
     let mut images = Vec::new();
-
-    let dir = mkdir(out.join("train").join("good"))?;
-    for (i, c) in train.iter().enumerate() {
-        let path = dir.join(format!("{i:03}.png"));
-        imageio::save_png_atomic(&path, &cut(&photo, *c, tile))?;
-        images.push(SampleImage {
-            path,
-            split: Split::Train,
-            label: "good".into(),
-            mask: None,
-            defect_pixels: 0,
-        });
-    }
-
-    let mut test_iter = test.into_iter();
-    let dir = mkdir(out.join("test").join("good"))?;
-    for (i, c) in test_iter.by_ref().take(spec.test_good).enumerate() {
-        let path = dir.join(format!("{i:03}.png"));
-        imageio::save_png_atomic(&path, &cut(&photo, c, tile))?;
-        images.push(SampleImage {
-            path,
-            split: Split::Test,
-            label: "good".into(),
-            mask: None,
-            defect_pixels: 0,
-        });
+    for (split, n) in [(Split::Train, train_good), (Split::Test, test_good)] {
+        let sub = if split == Split::Train { "train" } else { "test" };
+        let dir = mkdir(out.join(sub).join("good"))?;
+        for i in 0..n {
+            let path = dir.join(format!("{i:03}.png"));
+            imageio::save_png_atomic(&path, &next(rng, split))?;
+            images.push(SampleImage {
+                path,
+                split,
+                label: "good".into(),
+                mask: None,
+                defect_pixels: 0,
+            });
+        }
     }
 
     for defect in DEFECT_TYPES {
-        if spec.test_defect == 0 {
+        if test_defect == 0 {
             break;
         }
         let dir = mkdir(out.join("test").join(defect))?;
         let gt_dir = mkdir(out.join("ground_truth").join(defect))?;
-        for (i, c) in test_iter.by_ref().take(spec.test_defect).enumerate() {
-            let mut img = cut(&photo, c, tile);
-            let mut mask = GrayImage::new(tile, tile);
-            match defect {
-                "scratch" => paint_scratch(&mut rng, &mut img, &mut mask),
-                "spot" => paint_spot(&mut rng, &mut img, &mut mask),
-                _ => paint_contamination(&mut rng, &photo, &mut img, &mut mask),
-            }
-            let defect_pixels = mask.pixels().filter(|p| p.0[0] == 255).count();
+        for i in 0..test_defect {
+            let frame = next(rng, Split::Test);
+            // Painted again (another draw) until the defect is at least `min_defect_px`.
+            let mut draws = 0;
+            let (img, mask, defect_pixels) = loop {
+                draws += 1;
+                if draws > MAX_DRAWS {
+                    return Err(SampleDataError::InvalidSpec(format!(
+                        "no {defect} of at least {min_defect_px} px in {MAX_DRAWS} draws; ask for smaller defects"
+                    )));
+                }
+                let mut img = frame.clone();
+                let mut mask = GrayImage::new(img.width(), img.height());
+                match defect {
+                    "scratch" => paint_scratch(rng, &mut img, &mut mask),
+                    "spot" => paint_spot(rng, &mut img, &mut mask),
+                    _ => paint_contamination(rng, photo, &mut img, &mut mask),
+                }
+                let n = mask.pixels().filter(|p| p.0[0] == 255).count();
+                if n >= min_defect_px {
+                    break (img, mask, n);
+                }
+            };
             let path = dir.join(format!("{i:03}.png"));
             let mask_path = gt_dir.join(format!("{i:03}_mask.png"));
             imageio::save_png_atomic(&path, &img)?;
@@ -598,23 +664,115 @@ pub fn build_surface_dataset(
     }
 
     // Written last: a directory with the marker is a complete build and may be replaced.
-    let name = texture
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let marker = format!(
-        "cdo-inspect sample dataset\ntexture = {name}\ntile = {tile}\ntrain_good = {}\ntest_good = {}\ntest_defect_per_type = {}\nseed = {}\n",
-        spec.train_good, spec.test_good, spec.test_defect, spec.seed
-    );
     let marker_path = out.join(MARKER);
     fs::write(&marker_path, marker).map_err(|error| SampleDataError::Io {
         path: marker_path,
         error,
     })?;
+    Ok(images)
+}
 
+/// What [`build_line_dataset`] makes: frames of one part as a station's camera sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineSpec {
+    /// Frame size in pixels, cut at the photograph's native resolution.
+    pub width: u32,
+    pub height: u32,
+    /// The part's play in its fixture: each frame is cut this many pixels or fewer off
+    /// the photograph's centre, in x and in y.
+    pub jitter: u32,
+    /// Good frames in `train/good`, `test/good`; defective frames per defect type.
+    pub train_good: usize,
+    pub test_good: usize,
+    pub test_defect: usize,
+    /// The smallest defect painted, in mask pixels (a station's specification names the
+    /// smallest defect it must find; smaller draws are painted again).
+    pub min_defect_px: usize,
+    pub seed: u64,
+}
+
+/// Camera noise of a line frame: grey levels added to each pixel, a sum of three uniform
+/// draws in [-2, 2] (standard deviation 2, no transcendental function, so the files are
+/// bit-reproducible everywhere).
+const LINE_NOISE: f32 = 2.0;
+/// The light's variation from frame to frame: a gain in [1 - x, 1 + x].
+const LINE_GAIN: f32 = 0.04;
+
+/// One frame of the line: the part (the photograph's centre) moved by up to `jitter`
+/// pixels, under a light level and with camera noise of its own.
+fn line_frame(rng: &mut ChaCha8Rng, photo: &RgbImage, spec: &LineSpec) -> RgbImage {
+    let (pw, ph) = photo.dimensions();
+    let j = spec.jitter as i64;
+    let dx = rng.gen_range(-j..=j);
+    let dy = rng.gen_range(-j..=j);
+    let x = ((pw - spec.width) / 2) as i64 + dx;
+    let y = ((ph - spec.height) / 2) as i64 + dy;
+    let mut f = imageops::crop_imm(photo, x as u32, y as u32, spec.width, spec.height).to_image();
+    let gain: f32 = rng.gen_range(1.0 - LINE_GAIN..=1.0 + LINE_GAIN);
+    for p in f.pixels_mut() {
+        let noise: f32 = (0..3).map(|_| rng.gen_range(-LINE_NOISE..=LINE_NOISE)).sum();
+        for c in p.0.iter_mut() {
+            *c = (*c as f32 * gain + noise).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    f
+}
+
+/// A production line's dataset in the layout of the module docs, for tiled inspection:
+/// every frame (good or defective, training or test) is the same part, the centre of the
+/// photograph `photo` at its native resolution, moved in its fixture by up to
+/// `spec.jitter` pixels, under a light level and with camera noise of its own, as a
+/// station's camera sees one part after another; the defective ones have one small
+/// defect painted anywhere in the frame. Training and test frames are draws from this
+/// one distribution, as on a line (they overlap in the part's area, as every part of a
+/// line does). Same photograph and spec give byte-identical files.
+pub fn build_line_dataset(
+    photo_path: &Path,
+    out: &Path,
+    spec: &LineSpec,
+) -> Result<SampleSummary, SampleDataError> {
+    if spec.width.min(spec.height) < MIN_TILE || spec.width.max(spec.height) > 16384 {
+        return Err(SampleDataError::InvalidSpec(format!(
+            "frame sides must be between {MIN_TILE} and 16384 px, got {}x{}",
+            spec.width, spec.height
+        )));
+    }
+    if spec.train_good == 0 {
+        return Err(SampleDataError::InvalidSpec(
+            "train_good must be at least 1".into(),
+        ));
+    }
+    let photo = imageio::load_rgb(photo_path)?;
+    let (pw, ph) = photo.dimensions();
+    let need = |side: u32| side as u64 + 2 * spec.jitter as u64;
+    if need(spec.width) > pw as u64 || need(spec.height) > ph as u64 {
+        return Err(SampleDataError::PhotoTooSmallForFrames {
+            path: photo_path.to_path_buf(),
+            width: pw,
+            height: ph,
+            frame: (spec.width, spec.height),
+            jitter: spec.jitter,
+        });
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let mut next = |rng: &mut ChaCha8Rng, _: Split| line_frame(rng, &photo, spec);
+    let marker = format!(
+        "cdo-inspect line dataset\nphoto = {}\nframe = {}x{}\njitter = {}\ntrain_good = {}\ntest_good = {}\ntest_defect_per_type = {}\nmin_defect_px = {}\nseed = {}\n",
+        file_name(photo_path),
+        spec.width,
+        spec.height,
+        spec.jitter,
+        spec.train_good,
+        spec.test_good,
+        spec.test_defect,
+        spec.min_defect_px,
+        spec.seed
+    );
+    let counts = (spec.train_good, spec.test_good, spec.test_defect);
+    let images = write_dataset(out, counts, spec.min_defect_px, &photo, &mut rng, &mut next, &marker)?;
     Ok(SampleSummary {
         root: out.to_path_buf(),
-        tile,
+        size: (spec.width, spec.height),
         images,
     })
 }
@@ -901,6 +1059,82 @@ mod tests {
                 .unwrap()
                 .len(),
             1
+        );
+    }
+
+    fn line_spec(seed: u64) -> LineSpec {
+        LineSpec {
+            width: 96,
+            height: 80,
+            jitter: 12,
+            train_good: 3,
+            test_good: 2,
+            test_defect: 2,
+            min_defect_px: 0,
+            seed,
+        }
+    }
+
+    #[test]
+    fn line_frames_are_the_part_moved_within_the_jitter_under_varying_light() {
+        let dir = tempfile::tempdir().unwrap();
+        let tex = synthetic_texture(dir.path(), "tex.png", 140, 120, false);
+        let photo = imageio::load_rgb(&tex).unwrap();
+        let s = build_line_dataset(&tex, &dir.path().join("a"), &line_spec(3)).unwrap();
+        assert_eq!(s.size, (96, 80));
+        assert_eq!(s.images.len(), 3 + 2 + 3 * 2);
+        assert_eq!(s.count(Split::Train, "good"), 3);
+        let mut offsets = HashSet::new();
+        for im in s.images.iter().filter(|i| i.label == "good") {
+            let f = imageio::load_rgb(&im.path).unwrap();
+            assert_eq!(f.dimensions(), (96, 80));
+            // The crop of the photograph it was cut from: the offset (within the jitter
+            // around the centre) where it differs least from the photograph.
+            let centre = ((140 - 96) / 2i64, (120 - 80) / 2i64);
+            let diff = |dx: i64, dy: i64| -> f64 {
+                let (x0, y0) = ((centre.0 + dx) as u32, (centre.1 + dy) as u32);
+                f.enumerate_pixels()
+                    .map(|(x, y, p)| (p.0[0] as f64 - photo.get_pixel(x0 + x, y0 + y).0[0] as f64).abs())
+                    .sum::<f64>()
+                    / (96.0 * 80.0)
+            };
+            let best = (-12..=12)
+                .flat_map(|dy| (-12..=12).map(move |dx| (dx, dy)))
+                .min_by(|a, b| diff(a.0, a.1).total_cmp(&diff(b.0, b.1)))
+                .unwrap();
+            // Light (4 %) and noise (sd 2) keep it close, not equal.
+            let d = diff(best.0, best.1);
+            assert!(d > 0.5 && d < 8.0, "{}: mean difference {d}", im.path.display());
+            offsets.insert(best);
+        }
+        assert!(offsets.len() > 1, "every frame at the same offset: {offsets:?}");
+        // Same spec, same files; another seed, other files.
+        build_line_dataset(&tex, &dir.path().join("b"), &line_spec(3)).unwrap();
+        build_line_dataset(&tex, &dir.path().join("c"), &line_spec(4)).unwrap();
+        let (a, b, c) = (tree(&dir.path().join("a")), tree(&dir.path().join("b")), tree(&dir.path().join("c")));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn line_defects_are_at_least_the_smallest_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let tex = synthetic_texture(dir.path(), "tex.png", 140, 120, true);
+        let spec = LineSpec { min_defect_px: 100, test_defect: 4, ..line_spec(5) };
+        let s = build_line_dataset(&tex, &dir.path().join("a"), &spec).unwrap();
+        let defects: Vec<&SampleImage> = s.images.iter().filter(|i| i.label != "good").collect();
+        assert_eq!(defects.len(), 12);
+        assert!(defects.iter().all(|i| i.defect_pixels >= 100), "{defects:?}");
+        // A size no spot reaches (they are at most 16 px across) is an error, not a hang.
+        let spec = LineSpec { min_defect_px: 5000, ..line_spec(5) };
+        let err = build_line_dataset(&tex, &dir.path().join("b"), &spec).unwrap_err();
+        assert!(err.to_string().contains("of at least 5000 px"), "{err}");
+        // A photograph too small for the frames and their play, named with both sizes.
+        let spec = LineSpec { jitter: 30, ..line_spec(5) };
+        let err = build_line_dataset(&tex, &dir.path().join("c"), &spec).unwrap_err();
+        assert!(
+            err.to_string().contains("tex.png is 140x120; 96x80 frames moved by up to 30 px need at least 156x140"),
+            "{err}"
         );
     }
 

@@ -128,6 +128,8 @@ const VERBS: &[(&str, &str, &[&str])] = &[
             "--test-good",
             "--test-defect",
             "--seed",
+            "--frame",
+            "--jitter",
         ],
     ),
     (

@@ -303,7 +303,7 @@ fn load_pair(args: &BenchArgs, models_dir: &Path, device: &Device) -> Result<Pai
 }
 
 /// `WxH` (e.g. `2048x1536`), each side 1 to 16384.
-fn parse_frame_size(s: &str) -> std::result::Result<(u32, u32), String> {
+pub(super) fn parse_frame_size(s: &str) -> std::result::Result<(u32, u32), String> {
     let bad = || format!("expected WIDTHxHEIGHT in pixels (e.g. 2048x1536), got `{s}`");
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let side = |v: &str| {
