@@ -176,3 +176,18 @@ pub fn sample_bundle(dir: &Path, sample_args: &[&str], train_toml: &str) -> (Pat
     assert!(out.status.success(), "{}", stderr(&out));
     (data, bundle)
 }
+
+/// Trains a bundle in-process into `out` from the good images in the folder `data`, on the
+/// CPU with the fetched expert, uninterrupted.
+pub fn train_folder(data: &Path, out: &Path, config: cdo_inspect::train::TrainConfig) -> cdo_inspect::train::TrainOutcome {
+    use cdo_inspect::train::{train, TrainData, TrainJob};
+    let job = TrainJob {
+        data: TrainData::Folder(data.to_path_buf()),
+        out: out.to_path_buf(),
+        config,
+        models_dir: models_dir(),
+        restart: false,
+        device: candle_core::Device::Cpu,
+    };
+    train(&job, &std::sync::atomic::AtomicBool::new(false), &mut |_| {}).unwrap()
+}
