@@ -10,26 +10,32 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 image=${BENCH_IMAGE:-testdata/images/coffee.png}
+# --frame WxH: both generate the same frame instead of reading an image (with --tile SIZE
+# --overlap PX, both inspect it whole in tiles; see bench/RESULTS.md for the tiled table).
+frame_args=(--image "$image")
+for a in "$@"; do
+    [ "$a" = --frame ] && frame_args=()
+done
 out=${BENCH_OUT:-$(mktemp -d)}
 rounds=${BENCH_ROUNDS:-1}
 mkdir -p "$out"
 ours=() refs=()
 for ((i = 1; i <= rounds; i++)); do
     [ "$rounds" -gt 1 ] && echo "== round $i of $rounds"
-    target/release/cdo-inspect bench --image "$image" --json "$out/cdo-inspect-$i.json" "$@"
+    target/release/cdo-inspect bench "${frame_args[@]}" --json "$out/cdo-inspect-$i.json" "$@"
     echo
     ours+=("$out/cdo-inspect-$i.json")
     if [ "$rounds" -eq 1 ]; then
-        bench/.venv/bin/python bench/torch_reference.py --image "$image" \
+        bench/.venv/bin/python bench/torch_reference.py "${frame_args[@]}" \
             --json "$out/reference-$i.json" --compare "${ours[@]}" "$@"
     else
-        bench/.venv/bin/python bench/torch_reference.py --image "$image" \
+        bench/.venv/bin/python bench/torch_reference.py "${frame_args[@]}" \
             --json "$out/reference-$i.json" "$@"
     fi
     refs+=("$out/reference-$i.json")
 done
 if [ "$rounds" -gt 1 ]; then
-    bench/.venv/bin/python bench/torch_reference.py --image "$image" \
+    bench/.venv/bin/python bench/torch_reference.py "${frame_args[@]}" \
         --compare "${ours[@]}" --reference-json "${refs[@]}" "$@"
 fi
 echo "JSON: ${ours[*]} ${refs[*]}"

@@ -9,7 +9,16 @@ Gaussian sigma 4 as scipy, mean of the top 1 %), same thread count, same frame. 
 whose weights file is absent get random weights, as in `cdo-inspect bench` (same cost).
 
     bench/.venv/bin/python bench/torch_reference.py [--backbone NAME] [--json FILE]
+        [--image FILE | --frame WxH] [--tile SIZE [--overlap PX]]
         [--compare RUST_JSON ...] [--reference-json REF_JSON ...]
+
+With --tile it also inspects the whole frame as `cdo-inspect bench --tile` does (the
+frame is the region of interest, scale 1): cut into SIZE-pixel tiles sharing --overlap
+pixels (the last row and column aligned to the edge), the tiles through the pair --batch
+at a time, their maps max-blended into one map of the frame, smoothed once and scored;
+ms per frame, tiles/s, the share outside the networks, and the frame's time over the
+tiles' time as separate images of the batched pair. --frame WxH generates the same
+noisy frame as `cdo-inspect bench --frame`.
 
 With --compare it also prints the side-by-side table with `cdo-inspect bench`'s JSON.
 Given several (rounds run alternately by `compare.sh`), and --reference-json with this
@@ -36,6 +45,8 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+FRAME_STAGES = ["decode", "cut_scale", "model", "discrepancy_upsample", "stitch",
+                "smoothing_score"]
 STAGES = [
     "decode",
     "preprocess",
@@ -296,6 +307,103 @@ def run_inference(expert_fn, apprentice_fn, frame, size, batch, warmup, iteratio
     }
 
 
+def tile_origins(extent, tile, overlap):
+    """As src/infer/geometry.rs: every tile - overlap pixels from 0, the last at the edge."""
+    if tile == 0 or overlap >= tile or extent < tile:
+        return []
+    return list(range(0, extent - tile, tile - overlap)) + [extent - tile]
+
+
+def run_frame(expert_fn, apprentice_fn, frame, tile, overlap, batch, warmup, iterations):
+    """The whole frame in tiles, stage by stage as `cdo-inspect bench`'s frame run."""
+    samples = [[] for _ in FRAME_STAGES]
+    e2e = []
+    for it in range(warmup + iterations):
+        ms = [0.0] * len(FRAME_STAGES)
+        start = time.perf_counter()
+        img = decode(frame)
+        ms[0] = (time.perf_counter() - start) * 1e3
+        t = time.perf_counter()
+        norm = (np.asarray(img, dtype=np.float32) / 255.0 - MEAN) / STD
+        h, w = norm.shape[:2]
+        origins = [(x, y) for y in tile_origins(h, tile, overlap)
+                   for x in tile_origins(w, tile, overlap)]
+        ms[1] += (time.perf_counter() - t) * 1e3
+        raw = []
+        for i in range(0, len(origins), batch):
+            t = time.perf_counter()
+            chunk = origins[i:i + batch]
+            x = torch.from_numpy(np.stack([norm[y:y + tile, x:x + tile] for x, y in chunk])
+                                 .transpose(0, 3, 1, 2).copy())
+            ms[1] += (time.perf_counter() - t) * 1e3
+            t = time.perf_counter()
+            fe, fa = expert_fn(x), apprentice_fn(x)
+            ms[2] += (time.perf_counter() - t) * 1e3
+            t = time.perf_counter()
+            raw.extend(discrepancy(fe, fa, tile))
+            ms[3] += (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        stitched = np.full((h, w), -np.inf, dtype=np.float32)
+        for (x, y), m in zip(origins, raw):
+            np.maximum(stitched[y:y + tile, x:x + tile], m, out=stitched[y:y + tile, x:x + tile])
+        ms[4] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        smooth_and_score(stitched)
+        ms[5] = (time.perf_counter() - t) * 1e3
+        total = (time.perf_counter() - start) * 1e3
+        if it >= warmup:
+            for s, v in zip(samples, ms):
+                s.append(v)
+            e2e.append(total)
+    stages = [dict(stage=name, **stats(s)) for name, s in zip(FRAME_STAGES, samples)]
+    med = {s["stage"]: s["median_ms"] for s in stages}
+    outside = med["cut_scale"] + med["discrepancy_upsample"] + med["stitch"] + med["smoothing_score"]
+    e = stats(e2e)
+    return {
+        "batch": batch,
+        "tiles": len(origins),
+        "map_width": w,
+        "map_height": h,
+        "stages": stages,
+        "end_to_end": e,
+        "ms_per_frame": e["median_ms"],
+        "tiles_per_s": len(origins) / (e["median_ms"] / 1e3),
+        "outside_networks_share": outside / (outside + med["model"]),
+    }
+
+
+def compare_with_images(frame_run, images):
+    """As `FrameRun::compare_with_images`: the tiles as separate images of the batched pair
+    (its model, discrepancy and smoothing medians over its batch), and the frame's
+    inspection after decoding over that."""
+    med = {s["stage"]: s["median_ms"] for s in images["stages"]}
+    per_image = (med["expert"] + med["apprentice"] + med["discrepancy_upsample"]
+                 + med["smoothing_score"]) / images["batch"]
+    ms = per_image * frame_run["tiles"]
+    inspect = sum(s["median_ms"] for s in frame_run["stages"] if s["stage"] != "decode")
+    frame_run["tiles_as_images_ms"] = ms
+    frame_run["tiled_over_images"] = inspect / ms
+
+
+def generated_frame(width, height):
+    """The PNG `cdo-inspect bench --frame WxH` generates: the same pixels (a gradient with
+    xorshift noise), encoded by PIL."""
+    state, mask = 0x2545F4914F6CDD1D, (1 << 64) - 1
+    noise = np.empty(width * height, dtype=np.uint8)
+    for i in range(width * height):
+        state ^= (state << 13) & mask
+        state ^= state >> 7
+        state ^= (state << 17) & mask
+        noise[i] = state >> 59
+    noise = noise.reshape(height, width)
+    xs = (np.arange(width, dtype=np.uint64) * 200 // width).astype(np.uint8)
+    ys = (np.arange(height, dtype=np.uint64) * 200 // height).astype(np.uint8)
+    rgb = np.stack([xs[None, :] + noise, ys[:, None] + noise, 128 + noise], axis=-1)
+    buf = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8), "RGB").save(buf, format="PNG")
+    return buf.getvalue(), f"generated {width}x{height} PNG"
+
+
 def run_training(backbone, expert, image, size, warmup, iterations, batch=8, seed=1):
     torch.manual_seed(seed)
     apprentice = build(backbone).train()
@@ -349,7 +457,7 @@ def onnx_session(net, size, path, threads):
     return lambda t: [torch.from_numpy(o) for o in sess.run(None, {"x": t.numpy()})]
 
 
-def report(impl, args, threads, expert_source, frame_info, b1, bn, train):
+def report(impl, args, threads, expert_source, frame_info, b1, bn, train, frame_run=None):
     model = sum(s["median_ms"] for s in b1["stages"] if s["stage"] in ("expert", "apprentice"))
     post = sum(s["median_ms"] for s in b1["stages"]
                if s["stage"] in ("discrepancy_upsample", "smoothing_score"))
@@ -367,6 +475,7 @@ def report(impl, args, threads, expert_source, frame_info, b1, bn, train):
         "batch_n": bn,
         "train_step": train,
         "postprocess_share": post / model,
+        "frame_run": frame_run,
         # ru_maxrss is in KiB on Linux; the process holds both runtimes, so it is shared.
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
@@ -392,6 +501,16 @@ def print_table(r):
         t = r["train_step"]
         print(f"training step (batch {t['batch']}): median {t['step']['median_ms']:.1f} ms, "
               f"p99 {t['step']['p99_ms']:.1f} ms ({t['step']['samples']} steps)")
+    f = r.get("frame_run")
+    if f:
+        print(f"whole frame ({f['map_width']}x{f['map_height']} px, {f['tiles']} tiles, batch "
+              f"{f['batch']}): {f['ms_per_frame']:.1f} ms per frame, {f['tiles_per_s']:.1f} "
+              f"tiles/s, {100 * f['outside_networks_share']:.1f} % outside the networks")
+        for s in f["stages"]:
+            print(f"  {s['stage']:<24} {s['median_ms']:>10.3f} ms median {s['p99_ms']:>10.3f} ms p99")
+        print(f"  the tiles as {f['tiles']} separate images at batch {bn['batch']}: "
+              f"{f['tiles_as_images_ms']:.1f} ms; frame (after decoding) / that: "
+              f"{f['tiled_over_images']:.2f}")
     print(f"peak memory (RSS): {r['peak_rss_bytes'] >> 20} MiB")
     print()
 
@@ -465,6 +584,51 @@ def compare(ours, refs):
           + "".join(f", {r['implementation']} {100 * r['postprocess_share']:.1f} %" for r in refs))
 
 
+def compare_frames(ours_rounds, refs_rounds):
+    """The whole-frame runs round by round, each round's ratios from that round alone
+    (reference time / cdo-inspect: above 1, cdo-inspect is faster), then their medians.
+    `after dec.` is the inspection after decoding; `frame/tiles` is each side's frame time
+    over its tiles' time as separate images of its batched pair."""
+    rows = [(o, rs) for o, rs in zip(ours_rounds, refs_rounds)
+            if o.get("frame_run") and all(r.get("frame_run") for r in rs)]
+    if not rows:
+        return
+    f = rows[0][0]["frame_run"]
+    print(f"\nwhole frame {f['map_width']}x{f['map_height']}, {f['tiles']} tiles of "
+          f"{rows[0][0]['input_size']} px, batch {f['batch']}, round by round (ms; ratio = "
+          "reference / cdo-inspect)")
+
+    def inspect(fr):
+        return sum(s["median_ms"] for s in fr["stages"] if s["stage"] != "decode")
+
+    names = [r["implementation"] for r in rows[0][1]]
+    head = f"{'round':<6} {'cdo-inspect':>11} {'after dec.':>10} {'frame/tiles':>11}"
+    for n in names:
+        head += f" | {n:>14} {'ratio':>6} {'after dec.':>10} {'ratio':>6} {'frame/tiles':>11}"
+    print(head)
+    table = []
+    for i, (o, rs) in enumerate(rows, 1):
+        of = o["frame_run"]
+        cells = [of["ms_per_frame"], inspect(of), of["tiled_over_images"]]
+        for r in rs:
+            rf = r["frame_run"]
+            cells += [rf["ms_per_frame"], rf["ms_per_frame"] / of["ms_per_frame"], inspect(rf),
+                      inspect(rf) / inspect(of), rf["tiled_over_images"]]
+        table.append(cells)
+
+    def line(label, c):
+        text = f"{label:<6} {c[0]:>11.1f} {c[1]:>10.1f} {c[2]:>11.2f}"
+        for k in range(3, len(c), 5):
+            text += (f" | {c[k]:>14.1f} {c[k + 1]:>6.2f} {c[k + 2]:>10.1f} {c[k + 3]:>6.2f}"
+                     f" {c[k + 4]:>11.2f}")
+        print(text)
+
+    for i, c in enumerate(table, 1):
+        line(str(i), c)
+    if len(table) > 1:
+        line("median", [float(np.median(col)) for col in zip(*table)])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbone", default="efficientnet-lite0", choices=list(WEIGHTS))
@@ -473,8 +637,12 @@ def main():
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--train-iterations", type=int, default=10)
-    p.add_argument("--image", help="encoded frame decoded by every iteration (required)",
-                   required=True)
+    frame_arg = p.add_mutually_exclusive_group(required=True)
+    frame_arg.add_argument("--image", help="encoded frame decoded by every iteration")
+    frame_arg.add_argument("--frame", help="a generated WxH frame (as cdo-inspect bench --frame)")
+    p.add_argument("--tile", type=int,
+                   help="also inspect the whole frame in tiles of this side (the input size)")
+    p.add_argument("--overlap", type=int, default=0, help="pixels shared by neighbouring tiles")
     p.add_argument("--models-dir", default=os.environ.get("CDO_MODELS_DIR", "models"))
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--skip-onnx", action="store_true")
@@ -494,13 +662,20 @@ def main():
         print(f"best of {len(ours)} cdo-inspect and {len(rounds)} reference rounds "
               "(each figure: its lowest median)")
         compare(best_of(ours), [best_of(list(r)) for r in zip(*rounds)])
+        compare_frames(ours, rounds)
         return
+    if args.tile:
+        args.size = args.tile
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    frame = open(args.image, "rb").read()
+    if args.frame:
+        w, _, h = args.frame.lower().partition("x")
+        frame, frame_source = generated_frame(int(w), int(h))
+    else:
+        frame, frame_source = open(args.image, "rb").read(), args.image
     image = decode(frame)
-    frame_info = {"source": args.image, "width": image.width, "height": image.height}
+    frame_info = {"source": frame_source, "width": image.width, "height": image.height}
     expert, source = load_expert(args.backbone, args.models_dir)
     torch.manual_seed(0)
     apprentice = build(args.backbone).eval()
@@ -510,11 +685,13 @@ def main():
     with torch.inference_mode():
         runs = [run_inference(expert, apprentice, frame, args.size, b, args.warmup, args.iterations)
                 for b in (1, args.batch)]
+        frame_run = tiled(expert, apprentice, frame, runs[1], args)
     train = None
     if args.train_iterations > 0:
         train = run_training(args.backbone, expert, image, args.size, min(args.warmup, 2),
                              args.train_iterations)
-    reports.append(report("pytorch-eager", args, args.threads, source, frame_info, *runs, train))
+    reports.append(report("pytorch-eager", args, args.threads, source, frame_info, *runs, train,
+                          frame_run))
     print_table(reports[-1])
 
     if not args.skip_onnx:
@@ -527,14 +704,29 @@ def main():
                              args.threads)
             runs = [run_inference(e, a, frame, args.size, b, args.warmup, args.iterations)
                     for b in (1, args.batch)]
-        reports.append(report("onnxruntime", args, args.threads, source, frame_info, *runs, None))
+            frame_run = tiled(e, a, frame, runs[1], args)
+        reports.append(report("onnxruntime", args, args.threads, source, frame_info, *runs, None,
+                              frame_run))
         print_table(reports[-1])
 
     if args.json:
         with open(args.json, "w") as f:
             json.dump(reports, f, indent=2)
     if args.compare:
-        compare(best_of([json.load(open(f)) for f in args.compare]), reports)
+        ours = [json.load(open(f)) for f in args.compare]
+        compare(best_of(ours), reports)
+        compare_frames(ours[-1:], [reports])
+
+
+def tiled(expert_fn, apprentice_fn, frame, images, args):
+    """With --tile, the whole frame in tiles, compared with `images` (the batched pair's
+    run at the tile size); none otherwise."""
+    if not args.tile:
+        return None
+    run = run_frame(expert_fn, apprentice_fn, frame, args.tile, args.overlap, args.batch,
+                    args.warmup, args.iterations)
+    compare_with_images(run, images)
+    return run
 
 
 if __name__ == "__main__":
