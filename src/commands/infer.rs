@@ -5,11 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{check_detector, check_device, check_output_dir, ModelArgs, Problems};
-use crate::imageio::{
-    draw_rect_outline, heatmap_overlay, load_rgb, paint_pixels, save_png_atomic, write_f32_tiff,
-    REGION_COLOUR, ROI_COLOUR,
-};
-use crate::infer::regions::region_outlines;
+use crate::imageio::{draw_rect_outline, load_rgb, save_png_atomic, write_f32_tiff, ROI_COLOUR};
+use crate::infer::regions::outlined_overlay;
 use crate::infer::verdict::rejects;
 use crate::infer::Detector;
 
@@ -166,14 +163,9 @@ fn inspect_one(
         let (w, h) = img.dimensions();
         let map = map_at_frame(&result.map_at_source(), result.roi, w, h);
         write_f32_tiff(&out.join(format!("{stem}.tiff")), &map, w, h)?;
-        let mut overlay = heatmap_overlay(&img, &map, w, h, lo, hi)?;
         // The pixel threshold is the image threshold: each region of the map above it is
         // outlined, then the region of interest drawn over everything.
-        paint_pixels(
-            &mut overlay,
-            &region_outlines(&map, w as usize, h as usize, threshold),
-            REGION_COLOUR,
-        );
+        let mut overlay = outlined_overlay(&img, &map, lo, hi, threshold)?;
         if detector.meta.geometry.roi.is_some() {
             let r = result.roi;
             draw_rect_outline(&mut overlay, r.x, r.y, r.w, r.h, ROI_COLOUR);
