@@ -100,7 +100,7 @@ impl Server {
 
 fn router(shared: Shd) -> Router {
     Router::new()
-        .route("/", get(|| async { page(INDEX, "text/html; charset=utf-8") }))
+        .route("/", get(index))
         .route("/app.js", get(|| async { page(SCRIPT, "text/javascript; charset=utf-8") }))
         .route("/style.css", get(|| async { page(STYLE, "text/css; charset=utf-8") }))
         .route("/api/state", get(state))
@@ -113,6 +113,19 @@ fn router(shared: Shd) -> Router {
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), refusals))
         .with_state(shared)
+}
+
+/// The page with the station's state in it, so that it shows the station at its first
+/// paint (and a browser dumping or printing it at its load event sees it too); the
+/// events keep it current from there.
+async fn index(State(s): State<Shd>) -> Response {
+    // No "</" inside the script element: the JSON's own slashes are escaped.
+    let state = snapshot(&s).to_string().replace("</", "<\\/");
+    let html = INDEX.replace(
+        "<!--STATE-->",
+        &format!("<script id=\"initial-state\" type=\"application/json\">{state}</script>"),
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], html).into_response()
 }
 
 fn page(body: &'static str, kind: &'static str) -> Response {

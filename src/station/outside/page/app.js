@@ -88,7 +88,7 @@ function render(st) {
 function trend(points, threshold) {
   setText("trend-n", points.length);
   const c = $("trend");
-  const w = c.clientWidth || 800, h = c.clientHeight || 160;
+  const w = c.clientWidth || 800, h = c.clientHeight || 120;
   if (c.width !== w) c.width = w;
   if (c.height !== h) c.height = h;
   const g = c.getContext("2d");
@@ -152,16 +152,12 @@ $("reset").onclick = async () => {
   if (!res.ok) window.alert("refused: " + (await res.text()));
 };
 
-async function start() {
-  try {
-    const res = await fetch("/api/state", { cache: "no-store" });
-    render(await res.json());
-  } catch (e) {
-    setText("link", "no connection");
-  }
+// The state the page was served with, at once; then the live events, once the page
+// (and the last part's image) has loaded.
+render(JSON.parse($("initial-state").textContent));
+setInterval(uptime, 1000);
+window.addEventListener("load", () => {
   const events = new EventSource("/events");
   events.addEventListener("state", (e) => { setText("link", "live"); render(JSON.parse(e.data)); });
   events.onerror = () => setText("link", "reconnecting…");
-  setInterval(uptime, 1000);
-}
-start();
+});
