@@ -49,6 +49,8 @@ for r in $(seq "$rounds"); do
     browser=$!
     sleep 3 # the page loads and subscribes
     t0=$(now_ms); sleep "$seconds"; echo "browser $r $t0 $(now_ms)" >>"$out/windows.txt"
+    # Evidence that the page was watching: its open event stream.
+    curl -s "http://127.0.0.1:$port/metrics" | grep '^cdo_inspect_web_event_streams' | sed "s/^/round $r: /"
     kill "$browser"; wait "$browser" 2>/dev/null || true; browser=
 done
 kill -TERM "$pid"; wait "$pid" || true

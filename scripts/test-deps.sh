@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests of the station's outside interfaces run (tests/outside.rs):
 # mosquitto (the MQTT broker), chromium (the web view in a headless browser) and
-# prometheus (its promtool checks /metrics). Installs the missing ones with apt-get (as
+# prometheus (its promtool checks /metrics), openssl (the certificates of the MQTT TLS
+# test). Installs the missing ones with apt-get (as
 # root, or through sudo). The product itself needs none of them.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v openssl >/dev/null || missing+=(openssl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing ${missing[*]} (the outside-interface tests)" >&2

@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::outside::{chromium, free_port, get, http, output_within, program, web_address, Broker};
+use common::outside::{chromium, free_port, get, http, output_within, program, test_certificates, web_address, Broker};
 use common::{signal, station_log, wait_exit, wait_for};
 use serde_json::Value;
 
@@ -224,6 +224,8 @@ fn the_web_view_shows_the_records_in_chromium_and_metrics_pass_promtool() {
     assert_eq!(sample(&metrics, "cdo_inspect_late_rejects_total"), 0.0);
     assert_eq!(sample(&metrics, "cdo_inspect_ready"), 1.0);
     assert_eq!(sample(&metrics, "cdo_inspect_outside_dropped_total"), 0.0);
+    // The clients that never read are still connected, their streams open.
+    assert_eq!(sample(&metrics, "cdo_inspect_web_event_streams"), 4.0);
 
     // The page in Chromium: the last part, the counters, the overlay loaded.
     let shots = common::root().join("target/test-screens");
@@ -435,4 +437,48 @@ fn a_broker_away_loses_nothing_that_fits_the_buffer_and_counts_the_rest() {
     assert!(log.contains("mqtt: broker 127.0.0.1"), "{log}");
     assert!(log.contains("dropping the next ones"), "{log}");
     assert!(log.contains("connected to 127.0.0.1") && log.contains("again after"), "{log}");
+}
+
+/// TLS with a client certificate: the broker's listener accepts only clients whose
+/// certificate its CA signed, and the station's records arrive through it.
+#[test]
+fn records_reach_a_broker_over_tls_with_a_client_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let [ca, server, server_key, client, client_key] = test_certificates(&dir.join("certs"));
+    let tls_port = free_port();
+    let broker = Broker::start_with(
+        &dir.join("broker"),
+        free_port(),
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            ca.display(),
+            server.display(),
+            server_key.display()
+        ),
+    );
+    // The plant listens on the plain listener; the station talks TLS only.
+    let plant = subscriber(broker.port, "plant", "cdo/tls/#", false);
+    let n = 3;
+    let config = station(
+        dir,
+        n,
+        300,
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {tls_port}\ntopic_prefix = \"cdo/tls\"\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+            ca.display(),
+            client.display(),
+            client_key.display()
+        ),
+    );
+    let mut child = start(&config);
+    wait_until("every record", dir, 120, || records(dir).len() >= n);
+    wait_until("every part over TLS", dir, 30, || part_ids(&plant).len() >= n);
+    assert_eq!(part_ids(&plant), (1..=n as u64).collect::<Vec<_>>());
+    signal(&child, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(30)), 0, "{}", station_log(dir));
+    // A clean stop says so (retained), instead of the last will.
+    wait_until("the state stopped", dir, 10, || states(&plant).last().is_some_and(|(s, _)| s == "stopped"));
+    let log = std::fs::read_to_string(dir.join("broker/mosquitto.log")).unwrap();
+    assert!(log.contains(&format!("on port {tls_port}")), "{log}");
 }

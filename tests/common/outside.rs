@@ -63,12 +63,18 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path, port: u16) -> Broker {
+        Self::start_with(dir, port, "")
+    }
+
+    /// [`Broker::start`] with more configuration after its plain listener (another
+    /// listener and its TLS settings, say).
+    pub fn start_with(dir: &Path, port: u16, extra: &str) -> Broker {
         std::fs::create_dir_all(dir).unwrap();
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nuser {}\n",
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nuser {}\n{extra}",
                 dir.display(),
                 user_name()
             ),
@@ -173,4 +179,24 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output
         std::thread::sleep(Duration::from_millis(50));
     };
     std::process::Output { status, stdout: readers.0.join().unwrap(), stderr: readers.1.join().unwrap() }
+}
+
+/// A test CA and, signed by it, a certificate for the broker at 127.0.0.1 and one for a
+/// client, made with openssl in `dir`: (ca.pem, server.pem, server.key, client.pem,
+/// client.key).
+pub fn test_certificates(dir: &Path) -> [PathBuf; 5] {
+    let openssl = program("openssl", "openssl");
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl).args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=cdo-inspect test CA"]);
+    for (name, ext) in [("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"), ("client", "extendedKeyUsage=clientAuth\n")] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let (key, csr, pem, extfile) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+        run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]);
+        run(&["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &pem, "-days", "2", "-extfile", &extfile]);
+    }
+    ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"].map(|f| dir.join(f))
 }

@@ -252,6 +252,8 @@ pub struct Gauges<'a> {
     /// Observations the outside interfaces had no room for (the page and MQTT missed them).
     pub observer_dropped: u64,
     pub web_refused: u64,
+    /// Open event streams (pages watching).
+    pub event_streams: u64,
     /// (connected, records dropped, records queued, records delivered) when MQTT is on.
     pub mqtt: Option<(bool, u64, u64, u64)>,
 }
@@ -297,6 +299,7 @@ pub fn encode(m: &PartMetrics, g: &Gauges) -> String {
     );
     counter(&mut out, "cdo_inspect_outside_dropped_total", "Parts the web view and MQTT had no room for (their records are in parts.jsonl).", g.observer_dropped);
     counter(&mut out, "cdo_inspect_web_refused_requests_total", "Web requests refused (bad token, path outside the archive, wrong method).", g.web_refused);
+    gauge(&mut out, "cdo_inspect_web_event_streams", "Pages watching the station live (open event streams).", g.event_streams as f64);
     if let Some((connected, dropped, queued, delivered)) = g.mqtt {
         gauge(&mut out, "cdo_inspect_mqtt_connected", "1 while the MQTT broker is connected.", f64::from(u8::from(connected)));
         counter(&mut out, "cdo_inspect_mqtt_dropped_total", "Records not sent to the broker because the buffer was full.", dropped);
@@ -359,6 +362,7 @@ mod tests {
             start_time_s: 1.7e9,
             observer_dropped: 0,
             web_refused: 2,
+            event_streams: 1,
             mqtt: None,
         });
         for line in [

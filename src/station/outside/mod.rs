@@ -150,6 +150,8 @@ pub struct Shared {
     /// Parts the `outside` thread had no room for.
     pub dropped: AtomicU64,
     pub web_refused: AtomicU64,
+    /// Browsers watching: open event streams.
+    pub event_streams: AtomicU64,
     pub web: Option<WebConfig>,
     pub archive_dir: Option<PathBuf>,
     pub mqtt: Option<Arc<mqtt::Queue>>,
@@ -176,6 +178,7 @@ impl Shared {
                 start_time_s: start,
                 observer_dropped: self.dropped.load(Ordering::Relaxed),
                 web_refused: self.web_refused.load(Ordering::Relaxed),
+                event_streams: self.event_streams.load(Ordering::Relaxed),
                 mqtt: self.mqtt.as_ref().map(|q| q.stats()),
             },
         )
@@ -277,6 +280,7 @@ impl Outside {
             changes: tokio::sync::watch::Sender::new(0),
             dropped: AtomicU64::new(0),
             web_refused: AtomicU64::new(0),
+            event_streams: AtomicU64::new(0),
             web: web_cfg.cloned(),
             archive_dir,
             mqtt: queue.clone(),
@@ -363,6 +367,9 @@ fn hub(rx: Receiver<(PartRecord, Option<Box<Part>>)>, shared: &Shared, state: Op
                 }
                 shared.bump();
             }
+            // Once stopping, what was queued has been taken: a recorder that never ends
+            // (a stage that would not stop) must not hold the daemon's exit.
+            Err(RecvTimeoutError::Timeout) if shared.status.stopping.load(Ordering::Relaxed) => break,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }

@@ -159,16 +159,33 @@ fn json_response(v: serde_json::Value) -> Response {
 
 async fn events(State(s): State<Shd>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = s.changes.subscribe();
-    let stream = futures_util::stream::unfold((changes, s, true), |(mut changes, s, first)| async move {
+    let watching = Watching::new(s);
+    let stream = futures_util::stream::unfold((changes, watching, true), |(mut changes, w, first)| async move {
         if !first {
             changes.changed().await.ok()?;
             tokio::time::sleep(EVENT_EVERY).await;
         }
         changes.borrow_and_update();
-        let event = Event::default().event("state").data(snapshot(&s).to_string());
-        Some((Ok(event), (changes, s, false)))
+        let event = Event::default().event("state").data(snapshot(&w.0).to_string());
+        Some((Ok(event), (changes, w, false)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// An open event stream, counted while it lives (`cdo_inspect_web_event_streams`).
+struct Watching(Shd);
+
+impl Watching {
+    fn new(s: Shd) -> Self {
+        s.event_streams.fetch_add(1, Ordering::Relaxed);
+        Watching(s)
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.event_streams.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Everything the page shows, as JSON.
