@@ -30,24 +30,10 @@ bin=target/release/cdo-inspect
 [ -x "$bin" ] || { echo "$bin missing: cargo build --release" >&2; exit 2; }
 max_growth="${SOAK_MAX_GROWTH_MIB:-8}"
 
-# The demo makes the line, the model and its station file (one pass over the line).
-if [ ! -f "$dir/station.toml" ] || [ ! -f "$dir/model/model.toml" ]; then
-    mkdir -p "$dir"
-    echo "preparing the demo station in $dir (log: $dir/demo.log)"
-    "$bin" demo --dir "$dir" >"$dir/demo.log" 2>&1 || { echo "demo failed: see $dir/demo.log" >&2; exit 1; }
-fi
-soak="$dir/soak"
-rm -rf "$soak"
-mkdir -p "$soak"
 # The demo's station, looping, with its own records, archive and edge log.
-sed -e 's/^loop = false.*/loop = true/' \
-    -e "s/^rate_hz = .*/rate_hz = $rate/" \
-    -e 's|^dir = "records"|dir = "soak/records"|' \
-    -e 's|^dir = "archive"|dir = "soak/archive"|' \
-    -e 's|^edge_log = .*|edge_log = "soak/gpio-edges.jsonl"|' \
-    -e 's/^level = .*/level = "warn"/' \
-    "$dir/station.toml" >"$dir/soak.toml"
-grep -q '^loop = true' "$dir/soak.toml" || { echo "could not set loop = true in $dir/soak.toml" >&2; exit 2; }
+. bench/demo-line.sh
+demo_line "$dir" soak "$rate"
+soak="$dir/soak"
 
 "$bin" run --config "$dir/soak.toml" 2>"$soak/station.log" &
 pid=$!

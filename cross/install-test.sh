@@ -77,6 +77,18 @@ echo "== systemd-analyze verify (in the installed root)"
 systemd-analyze verify --root="$host" /usr/lib/systemd/system/cdo-inspect.service ||
     fail "systemd-analyze verify"
 echo "verify: ok"
+# The network drop-in for [web]/[mqtt] is shipped as an example and not enabled; with it
+# installed the unit must still verify.
+ex=/usr/share/doc/cdo-inspect/examples/cdo-inspect-network.conf
+[ -f "$host$ex" ] || fail "the network drop-in example is missing"
+[ ! -e "$host/usr/lib/systemd/system/cdo-inspect.service.d/cdo-inspect-network.conf" ] ||
+    fail "the network drop-in is enabled by the package"
+mkdir -p "$host/etc/systemd/system/cdo-inspect.service.d"
+cp "$host$ex" "$host/etc/systemd/system/cdo-inspect.service.d/network.conf"
+systemd-analyze verify --root="$host" /usr/lib/systemd/system/cdo-inspect.service ||
+    fail "systemd-analyze verify with the network drop-in"
+rm -r "$host/etc/systemd/system/cdo-inspect.service.d"
+echo "verify with the network drop-in: ok"
 systemd-analyze security --offline=yes --root="$host" cdo-inspect.service | tail -n 1
 
 echo "== upgrade keeps the station file and trained models"

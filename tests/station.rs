@@ -388,6 +388,8 @@ fn the_demo_runs_a_whole_station_and_summarises_it() {
         .count();
     assert_eq!(part_lines, line_parts, "{stdout}");
     assert!(stdout.contains("corrupt-frame"), "{stdout}");
+    // The demo turns the operator view on and says where it is.
+    assert!(stdout.contains("operator view: http://127.0.0.1:8080/"), "{stdout}");
     assert!(stdout.contains("pulse start after its due time"), "{stdout}");
     assert!(demo.join("gpio-edges.jsonl").is_file());
     assert!(std::fs::read_dir(demo.join("archive")).unwrap().count() > 0);

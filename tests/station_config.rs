@@ -173,3 +173,37 @@ fn a_missing_station_file_is_reported() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).starts_with("/nonexistent/station.toml: cannot read the station file"));
 }
+
+/// The outside interfaces: a web server for the network needs a token, an inline MQTT
+/// password a file others cannot read; once both are right, the summary names them.
+#[test]
+fn check_config_refuses_an_open_web_server_and_a_readable_mqtt_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[model]\nbundle = \"b\"\n[reject]\nline = \"gpiochip0:20\"\n";
+    let path = station_file(
+        dir.path(),
+        &format!("{base}[web]\nlisten = \"0.0.0.0:8080\"\n[mqtt]\nhost = \"broker\"\nusername = \"st1\"\npassword = \"s3cret\"\n"),
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let skip = Path::new("--skip-files");
+    let out = check_config(&[skip, &path]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let f = path.display();
+    assert!(text.contains(&format!("{f}:6: web.listen: 0.0.0.0:8080 is reachable from other machines: set reset_token")), "{text}");
+    assert!(text.contains(&format!("{f}:10: mqtt.password: given inline in a file everybody on this machine can read (mode 644)")), "{text}");
+    assert!(!text.contains("s3cret"), "the password is never printed: {text}");
+
+    std::fs::write(
+        &path,
+        format!("{base}[web]\nlisten = \"0.0.0.0:8080\"\nreset_token = \"0123456789abcdef0123\"\n[mqtt]\nhost = \"broker\"\nusername = \"st1\"\npassword = \"s3cret\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = check_config(&[skip, &path]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("web      http://0.0.0.0:8080/ and /metrics (counter reset with the token)"), "{text}");
+    assert!(text.contains("mqtt     broker:1883, cdo-inspect/station/parts and cdo-inspect/station/state, QoS 1"), "{text}");
+}

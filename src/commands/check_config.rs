@@ -174,7 +174,7 @@ fn summary(s: &StationConfig, bundle_checked: bool) -> String {
         o.reject_delay.as_millis(),
         o.reject_pulse.as_millis()
     );
-    [
+    let mut lines = vec![
         format!("  station  {}", s.station.name),
         format!(
             "  model    {} ({backbone}{threshold}) on {device}",
@@ -186,8 +186,16 @@ fn summary(s: &StationConfig, bundle_checked: bool) -> String {
         format!("  light    {light}"),
         format!("  trigger  {trigger}"),
         format!("  reject   {reject}"),
-    ]
-    .join("\n")
+    ];
+    if let Some(w) = &s.web {
+        let writes = if w.reset_token.is_some() { "counter reset with the token" } else { "read-only" };
+        lines.push(format!("  web      http://{}/ and /metrics ({writes})", w.listen));
+    }
+    if let Some(m) = &s.mqtt {
+        let tls = if m.ca_file.is_some() { ", TLS" } else { "" };
+        lines.push(format!("  mqtt     {}:{}{tls}, {}/parts and {}/state, QoS {}", m.host, m.port, m.topic_prefix, m.topic_prefix, m.qos));
+    }
+    lines.join("\n")
 }
 
 #[cfg(test)]

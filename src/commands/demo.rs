@@ -117,6 +117,9 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     let edge_log = cfg.gpio.edge_log.clone();
     let archive = cfg.archive.dir.clone();
     println!("running the station in {} (edit station.toml to change it)", dir.display());
+    if let Some(web) = &cfg.web {
+        println!("operator view: http://{}/ while the station runs (metrics: /metrics)", web.listen);
+    }
     let summary = run_station(
         cfg,
         RunOptions { config_path: Some(station_file.clone()), echo_parts: true },
@@ -209,6 +212,9 @@ pass_every = 5           # also keep every 5th passed part
 
 [logging]
 level = "info"           # used by `cdo-inspect run --config` on this file
+
+[web]
+listen = "127.0.0.1:8080"   # the operator view; camera.replay.loop = true keeps it running
 "#,
         models = models_dir.display()
     )

@@ -105,6 +105,8 @@ fn station_config(r: &mut Reader, root: &Section) -> StationConfig {
     let archive = r.archive(root);
     let logging = r.logging(root);
     let pipeline = r.pipeline(root);
+    let web = r.web(root);
+    let mqtt = r.mqtt(root, &station.name);
     StationConfig {
         station,
         model,
@@ -119,6 +121,8 @@ fn station_config(r: &mut Reader, root: &Section) -> StationConfig {
         archive,
         logging,
         pipeline,
+        web,
+        mqtt,
     }
 }
 
@@ -288,6 +292,8 @@ mod tests {
                 stall_timeout: ms(5000),
                 inject_infer_delay: Duration::ZERO,
             },
+            web: None,
+            mqtt: None,
         };
         assert_eq!(got, expected);
     }
@@ -447,6 +453,12 @@ level = "warn,cdo_inspect=debug"
         ("pipeline", "drain_timeout_ms", "0", "300000", "-1", "300001", ""),
         ("pipeline", "stall_timeout_ms", "100", "300000", "99", "300001", ""),
         ("pipeline", "inject_infer_delay_ms", "0", "60000", "-1", "60001", ""),
+        ("web", "recent_parts", "1", "1000", "0", "1001", ""),
+        ("web", "trend_parts", "10", "10000", "9", "10001", ""),
+        ("mqtt", "port", "1", "65535", "0", "65536", "host = \"broker\"\n"),
+        ("mqtt", "qos", "0", "2", "-1", "3", "host = \"broker\"\n"),
+        ("mqtt", "buffer_parts", "1", "1000000", "0", "1000001", "host = \"broker\"\n"),
+        ("mqtt", "keep_alive_s", "5", "3600", "4", "3601", "host = \"broker\"\n"),
     ];
 
     /// A file with `table.key = value` (and what it needs), in the smallest valid file.

@@ -215,6 +215,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The station file being read.
+    pub(super) fn file(&self) -> &Path {
+        self.file
+    }
+
     pub(super) fn line_at(&self, offset: usize) -> Option<usize> {
         Some(self.line_starts.partition_point(|&s| s <= offset))
     }

@@ -32,6 +32,8 @@ pub fn changes_needing_restart(old: &StationConfig, new: &StationConfig) -> Vec<
         archive,
         logging,
         pipeline,
+        web,
+        mqtt,
     } = old;
 
     let StationInfo { name } = station;
@@ -220,6 +222,49 @@ pub fn changes_needing_restart(old: &StationConfig, new: &StationConfig) -> Vec<
         *inject_infer_delay != p.inject_infer_delay,
     );
 
+    // The web server and the broker connection are set up once, at start.
+    match (web, &new.web) {
+        (Some(a), Some(b)) => {
+            let WebConfig { listen, reset_token, recent_parts, trend_parts } = a;
+            check("web.listen", *listen != b.listen);
+            check("web.reset_token", *reset_token != b.reset_token);
+            check("web.recent_parts", *recent_parts != b.recent_parts);
+            check("web.trend_parts", *trend_parts != b.trend_parts);
+        }
+        (a, b) => check("web", a.is_some() != b.is_some()),
+    }
+    match (mqtt, &new.mqtt) {
+        (Some(a), Some(b)) => {
+            let MqttConfig {
+                host,
+                port,
+                client_id,
+                topic_prefix,
+                qos,
+                username,
+                password,
+                ca_file,
+                client_cert,
+                client_key,
+                buffer_parts,
+                keep_alive,
+            } = a;
+            check("mqtt.host", *host != b.host);
+            check("mqtt.port", *port != b.port);
+            check("mqtt.client_id", *client_id != b.client_id);
+            check("mqtt.topic_prefix", *topic_prefix != b.topic_prefix);
+            check("mqtt.qos", *qos != b.qos);
+            check("mqtt.username", *username != b.username);
+            check("mqtt.password", *password != b.password);
+            check("mqtt.ca_file", *ca_file != b.ca_file);
+            check("mqtt.client_cert", *client_cert != b.client_cert);
+            check("mqtt.client_key", *client_key != b.client_key);
+            check("mqtt.buffer_parts", *buffer_parts != b.buffer_parts);
+            check("mqtt.keep_alive_s", *keep_alive != b.keep_alive);
+        }
+        (a, b) => check("mqtt", a.is_some() != b.is_some()),
+    }
+
     changed
 }
 
@@ -341,5 +386,12 @@ mod tests {
                 "pipeline.queue_depth",
             ]
         );
+    }
+
+    #[test]
+    fn the_web_view_and_the_broker_need_a_restart() {
+        let old = station("[mqtt]\nhost = \"a\"\n");
+        let new = station("[web]\n[mqtt]\nhost = \"b\"\nqos = 2\n");
+        assert_eq!(changes_needing_restart(&old, &new), ["web", "mqtt.host", "mqtt.qos"]);
     }
 }

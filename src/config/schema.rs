@@ -22,6 +22,10 @@ pub struct StationConfig {
     pub archive: ArchiveConfig,
     pub logging: LoggingConfig,
     pub pipeline: PipelineConfig,
+    /// `[web]`, None when the table is absent (no server).
+    pub web: Option<WebConfig>,
+    /// `[mqtt]`, None when the table is absent (no broker).
+    pub mqtt: Option<MqttConfig>,
 }
 
 /// `[station]`
@@ -259,4 +263,60 @@ pub struct PipelineConfig {
     pub stall_timeout: Duration,
     /// Test hook: extra delay added to each inference (default 0).
     pub inject_infer_delay: Duration,
+}
+
+/// `[web]`: the operator view and `/metrics` (off unless the table is in the file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebConfig {
+    /// Address and port to listen on. Default 127.0.0.1:8080 (this machine only).
+    pub listen: std::net::SocketAddr,
+    /// The token the one write (resetting the counters) needs; None: no writes at all.
+    pub reset_token: Option<String>,
+    /// Parts whose images are kept in memory for the page. Default 50.
+    pub recent_parts: usize,
+    /// Scores in the page's trend. Default 300.
+    pub trend_parts: usize,
+}
+
+/// `[mqtt]`: each part's record and the station's state to a broker (off unless the
+/// table is in the file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttConfig {
+    pub host: String,
+    /// Default 1883 (8883 with `ca_file`).
+    pub port: u16,
+    /// Default "cdo-inspect-<station name>".
+    pub client_id: String,
+    /// Records go to `<prefix>/parts`, the retained state to `<prefix>/state`. Default
+    /// "cdo-inspect/<station name>".
+    pub topic_prefix: String,
+    /// 0, 1 (default) or 2.
+    pub qos: u8,
+    pub username: Option<String>,
+    /// The password: inline (refused in a world-readable file) or read from a file.
+    pub password: Option<MqttPassword>,
+    /// TLS: the broker's CA certificate (PEM); TLS is on when it is set.
+    pub ca_file: Option<PathBuf>,
+    /// TLS client authentication: certificate and key (PEM), both or neither.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Records held while the broker is away; beyond it they are dropped and counted.
+    pub buffer_parts: usize,
+    pub keep_alive: Duration,
+}
+
+#[derive(Clone, PartialEq)]
+pub enum MqttPassword {
+    Inline(String),
+    File(PathBuf),
+}
+
+/// Never prints an inline password (a config is logged in debug output and test failures).
+impl std::fmt::Debug for MqttPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MqttPassword::Inline(_) => f.write_str("Inline(***)"),
+            MqttPassword::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! found by flood fill: the station's minimum defect area and the AU-PRO metric's defect
 //! regions both use this one fill.
 
+use crate::imageio::{heatmap_overlay, paint_pixels, REGION_COLOUR};
+
 /// Grows the 8-connected region of `seed` (already taken by the caller) over the
 /// `width`×`height` row-major pixels that `take` accepts; `take(i)` marks pixel `i` as
 /// part of the region and says whether it joined (false when it is not a member or is
@@ -77,6 +79,22 @@ pub fn region_outlines(map: &[f32], width: usize, height: usize, threshold: f32)
                 || !hot(i + width)
         })
         .collect()
+}
+
+/// The heatmap overlay of `map` (one value per pixel of `image`) with every region above
+/// `pixel_threshold` outlined: what `infer --out` writes and the station's web view
+/// shows. Colours run from `lo` (cold) to `hi` (hot), see [`heatmap_overlay`].
+pub fn outlined_overlay(
+    image: &image::RgbImage,
+    map: &[f32],
+    lo: f32,
+    hi: f32,
+    pixel_threshold: f32,
+) -> Result<image::RgbImage, crate::imageio::ImageError> {
+    let (w, h) = image.dimensions();
+    let mut overlay = heatmap_overlay(image, map, w, h, lo, hi)?;
+    paint_pixels(&mut overlay, &region_outlines(map, w as usize, h as usize, pixel_threshold), REGION_COLOUR);
+    Ok(overlay)
 }
 
 /// The bounding box `(x0, y0, x1, y1)` (inclusive) and pixel count of every 8-connected

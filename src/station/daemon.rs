@@ -28,6 +28,7 @@ use super::journal::{self, Journal};
 use super::notify::{watchdog_interval, Notifier};
 use super::lock::StationLock;
 use super::part::{read_live, Heartbeat, Live, SharedLive};
+use super::outside::{Identity, Outside, Shared};
 use super::preflight;
 use super::supervisor::{Ended, Settings, Station, Supervisor};
 use super::recorder::Recorder;
@@ -188,6 +189,26 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| -> Result<JoinHandle<()>> {
         std::thread::Builder::new().name(name.into()).spawn(f).context("starting a stage thread")
     };
+    // The web view and MQTT, when the station file turns them on.
+    let outside = Outside::start(
+        cfg.web.as_ref(),
+        cfg.mqtt.as_ref(),
+        (cfg.archive.rejects || cfg.archive.pass_every > 0).then(|| cfg.archive.dir.clone()),
+        Identity {
+            station: station_name.clone(),
+            version: run_identity.version.clone(),
+            model_sha256: run_identity.model_sha256.clone(),
+            model: record_text(&cfg.model.bundle.display().to_string()),
+            backbone: detector.meta.backbone.to_string(),
+            threshold,
+            pixel_threshold: cfg.decision.pixel_threshold.unwrap_or(threshold),
+            overlay_range,
+            reject_delay: cfg.outputs.reject_delay,
+            started_wall: std::time::SystemTime::now(),
+            started: epoch,
+        },
+        counts.clone(),
+    );
     let recorder = Recorder {
         station: station_name.clone(),
         run: run_identity.clone(),
@@ -202,6 +223,7 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         counters: counters.clone(),
         heartbeat: beats[4].clone(),
         echo: opts.echo_parts,
+        observer: outside.as_ref().and_then(Outside::observer),
     };
     let recorder_thread = spawn("recorder", Box::new(move || recorder.run()))?;
     let actuator = Actuator {
@@ -288,11 +310,15 @@ pub fn run_station(cfg: StationConfig, opts: RunOptions) -> Result<RunSummary> {
         notifier,
         ready,
         fault,
+        outside: outside.as_ref().map(Outside::shared),
     };
     let ended = Supervisor::start(settings, Instant::now(), &mut station).run(&mut station);
 
     set_line(&mut station.ready, false);
     set_line(&mut always_on, false);
+    if let Some(o) = outside {
+        o.stop();
+    }
     let counters = station.counters();
     log::info!("station {} stopped; counters: {counters}", for_log(&cfg.station.name));
     let unwritten = health.unwritten.load(Ordering::Relaxed);
@@ -372,6 +398,8 @@ struct Running<'a> {
     notifier: Notifier,
     ready: Option<Box<dyn DigitalOut>>,
     fault: Option<Box<dyn DigitalOut>>,
+    /// The web view and MQTT, told the station's state.
+    outside: Option<Arc<Shared>>,
 }
 
 impl Station for Running<'_> {
@@ -453,6 +481,15 @@ impl Station for Running<'_> {
 
     fn set_ready(&mut self, on: bool) {
         set_line(&mut self.ready, on);
+        if let Some(o) = &self.outside {
+            o.status.set_ready(on);
+        }
+    }
+
+    fn fault_changed(&mut self, why: Option<&str>) {
+        if let Some(o) = &self.outside {
+            o.status.set_fault(why);
+        }
     }
 
     fn set_fault(&mut self, on: bool) {

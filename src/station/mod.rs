@@ -20,6 +20,7 @@ pub mod counters;
 pub mod part;
 pub mod actuate;
 pub mod stages;
+pub mod outside;
 pub mod recorder;
 pub mod backends;
 pub mod supervisor;

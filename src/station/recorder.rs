@@ -23,6 +23,7 @@ use super::counters::Counters;
 use super::decide::Verdict;
 use super::identity::RunIdentity;
 use super::journal::{self, Journal};
+use super::outside::Observer;
 use super::part::{inject_panic, Heartbeat, Part};
 use super::records::{record_text, rfc3339, AlignmentRecord, PartRecord, RecordError, RecordLog, RecordsHealth, Writer};
 use crate::text::for_log;
@@ -50,6 +51,8 @@ pub struct Recorder {
     pub heartbeat: Arc<Heartbeat>,
     /// Also print one line per part on stdout (the demo).
     pub echo: bool,
+    /// The web view and MQTT, told each part once it is recorded; never waited for.
+    pub observer: Option<Observer>,
 }
 
 /// The recorder's state around a records failure.
@@ -83,7 +86,10 @@ impl Recorder {
                 Ok(finished) => {
                     handled += 1;
                     inject_panic("recorder", handled);
-                    self.record(&finished, &mut passes, &mut w);
+                    let record = self.record(&finished, &mut passes, &mut w);
+                    if let Some(o) = &self.observer {
+                        o.observe(record, finished.part);
+                    }
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -114,7 +120,8 @@ impl Recorder {
     }
 
     /// One finished part: its record (written, or kept in the backlog), archive, counters.
-    fn record(&mut self, finished: &Finished, passes: &mut u64, w: &mut Outage) {
+    /// Returns the record.
+    fn record(&mut self, finished: &Finished, passes: &mut u64, w: &mut Outage) -> PartRecord {
         let mut record = self.record_of(finished);
         let verdict = record.verdict.unwrap_or(Verdict::Reject);
         let archive = match verdict {
@@ -165,7 +172,10 @@ impl Recorder {
         let line = RecordLog::line_of(&record);
         if w.backlog.is_empty() {
             match self.log.append_line(&line) {
-                Ok(()) => return self.recorded(record.id),
+                Ok(()) => {
+                    self.recorded(record.id);
+                    return record;
+                }
                 Err(e) => self.failed(e, w),
             }
         }
@@ -185,6 +195,7 @@ impl Recorder {
                 w.backlog.bytes() >> 20
             );
         }
+        record
     }
 
     /// A record could not be written: the fault, logged once per failure.
@@ -492,6 +503,7 @@ mod tests {
             counters: Default::default(),
             heartbeat: Heartbeat::new("recorder", Instant::now()),
             echo: false,
+            observer: None,
         };
         let thread = std::thread::spawn(move || recorder.run());
         Bench { dir, room, journal, health, tx: Some(tx), thread: Some(thread) }

@@ -63,6 +63,8 @@ pub trait Station {
     fn notify(&mut self, state: &str);
     fn set_ready(&mut self, on: bool);
     fn set_fault(&mut self, on: bool);
+    /// Why the station is in fault now (None: no fault); each change, for the outside.
+    fn fault_changed(&mut self, _why: Option<&str>) {}
     /// One log line (the daemon writes it under its own module, as it always has).
     fn log(&mut self, level: log::Level, message: &str);
 }
@@ -281,6 +283,7 @@ impl Supervisor {
             Some(w) => station.log(log::Level::Error, &format!("fault: {w}")),
             None => station.log(log::Level::Info, "fault cleared"),
         }
+        station.fault_changed(why.as_deref());
         self.fault = why;
     }
 

@@ -2,6 +2,7 @@
 //! real binary as a command.
 #![allow(dead_code)]
 
+pub mod outside;
 pub mod tiny;
 
 use std::path::{Path, PathBuf};

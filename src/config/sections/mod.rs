@@ -5,11 +5,13 @@
 mod cross;
 mod hardware;
 mod inspection;
+mod outside;
 mod runtime;
 mod storage;
 
 use hardware::*;
 use inspection::*;
+use outside::*;
 use runtime::*;
 use storage::*;
 
@@ -18,7 +20,7 @@ use super::reader::Tables;
 /// The top-level tables, in the order the example file shows them.
 pub(super) const SECTIONS: &[&str] = &[
     "station", "model", "camera", "light", "trigger", "decision", "alignment", "gpio", "reject", "outputs",
-    "records", "archive", "logging", "pipeline",
+    "records", "archive", "logging", "pipeline", "web", "mqtt",
 ];
 
 /// Every table and its keys, to say where a key put in the wrong table belongs.
@@ -40,6 +42,8 @@ pub(super) const TABLES: Tables = &[
     ("archive", ARCHIVE_KEYS),
     ("logging", LOGGING_KEYS),
     ("pipeline", PIPELINE_KEYS),
+    ("web", WEB_KEYS),
+    ("mqtt", MQTT_KEYS),
 ];
 
 #[cfg(test)]
