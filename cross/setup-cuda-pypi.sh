@@ -40,13 +40,7 @@ setup_cuda_pypi() {
             "nvidia-curand==$CURAND_VERSION" "nvidia-cublas==$CUBLAS_VERSION"
     fi
 
-    mkdir -p "$link"
-    local lib so
-    for lib in cudart nvrtc curand cublas cublasLt; do
-        so="$(ls "$target"/nvidia/cu*/lib/lib$lib.so.[0-9]* 2>/dev/null | head -n 1)"
-        [ -n "$so" ] || die "lib$lib.so.N missing from the aarch64 wheels in $target"
-        ln -sfn "$so" "$link/lib$lib.so"
-    done
+    link_unversioned "$target" "$link"
     # candle-kernels builds its static kernels into libmoe.a and asks for `-lmoe` with no
     # kind, which rustc passes after -Bdynamic; zig's linker then looks only for
     # libmoe.so and fails (cargo-zigbuild issue 209). This libmoe.so is a linker script
@@ -97,16 +91,22 @@ setup_cuda_x86_pypi() {
             "nvidia-cuda-nvrtc==$CUDA_X86_VERSION" "nvidia-curand==$CUDA_X86_CURAND_VERSION" \
             "nvidia-cublas==$CUDA_X86_CUBLAS_VERSION"
     fi
-    mkdir -p "$link"
-    local lib so
-    for lib in cudart nvrtc curand cublas cublasLt; do
-        so="$(ls "$dir"/nvidia/cu*/lib/lib$lib.so.[0-9]* 2>/dev/null | head -n 1)"
-        [ -n "$so" ] || die "lib$lib.so.N missing from the x86-64 wheels in $dir"
-        ln -sfn "$so" "$link/lib$lib.so"
-    done
+    link_unversioned "$dir" "$link"
     cuda_driver_stub gcc "$link"
     export CUDARC_CUDA_VERSION=13000
     export CUDA_ROOT="$dir/link"
+}
+
+# link_unversioned WHEELS LINKDIR: LINKDIR/libX.so -> the wheels' libX.so.N for the CUDA
+# libraries candle links (the wheels hold only versioned names).
+link_unversioned() {
+    local wheels="$1" link="$2" lib so
+    mkdir -p "$link"
+    for lib in cudart nvrtc curand cublas cublasLt; do
+        so="$(ls "$wheels"/nvidia/cu*/lib/lib$lib.so.[0-9]* 2>/dev/null | head -n 1)"
+        [ -n "$so" ] || die "lib$lib.so.N missing from the wheels in $wheels"
+        ln -sfn "$so" "$link/lib$lib.so"
+    done
 }
 
 # cuda_driver_stub CC DIR: DIR/libcuda.so, one empty function per driver entry point in

@@ -347,15 +347,7 @@ fn detector(kind: BackboneKind, size: u32, dev: &Device) -> Detector {
         seed: 3,
         ..TrainConfig::default()
     };
-    let record = TrainingRecord {
-        config: cfg.clone(),
-        images_used: 0,
-        images_skipped: 0,
-        images_held_out: 0,
-        steps: 0,
-        final_loss: f64::NAN,
-        seconds: 0.0,
-    };
+    let record = TrainingRecord::untrained(cfg.clone());
     let meta = bundle_meta(&cfg, std::path::Path::new("random"), "", record);
     let expert = Network::fresh_frozen(kind, 7, dev).unwrap();
     let apprentice = TrainableApprentice::new(kind, cfg.seed, cfg.bn_momentum, dev).unwrap();

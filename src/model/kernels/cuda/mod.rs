@@ -17,7 +17,8 @@ use candle_core::cuda_backend::{CudaDevice, CudaStorage, WrapErr};
 use candle_core::{bail, Layout, Result};
 
 pub(crate) use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
-pub(crate) use candle_core::cuda_backend::CudaFunc;
+use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaStream, LaunchArgs};
+use std::sync::Arc;
 
 /// (module, [(compute capability, PTX)]) for every `.cu` file, written by build.rs.
 const PTX: &[(&str, &[(u32, &str)])] = include!(concat!(env!("OUT_DIR"), "/cuda_ptx.rs"));
@@ -39,9 +40,21 @@ fn compute_capability(dev: &CudaDevice) -> Result<u32> {
     Ok((major * 10 + minor) as u32)
 }
 
+/// A loaded kernel and the device's stream it launches on.
+pub(crate) struct Kernel {
+    func: CudaFunction,
+    stream: Arc<CudaStream>,
+}
+
+impl Kernel {
+    pub(crate) fn builder(&self) -> LaunchArgs<'_> {
+        self.stream.launch_builder(&self.func)
+    }
+}
+
 /// Kernel `name` of module `module` (a `.cu` file's name), from the PTX of the highest
 /// architecture the device runs; loaded once per device and module by candle.
-pub(crate) fn kernel(dev: &CudaDevice, module: &str, name: &str) -> Result<CudaFunc> {
+pub(crate) fn kernel(dev: &CudaDevice, module: &str, name: &str) -> Result<Kernel> {
     let cc = compute_capability(dev)?;
     let Some((_, builds)) = PTX.iter().find(|(m, _)| *m == module) else {
         bail!("no CUDA kernel module {module:?} in this build")
@@ -60,7 +73,12 @@ pub(crate) fn kernel(dev: &CudaDevice, module: &str, name: &str) -> Result<CudaF
             built.join(", ")
         )
     };
-    dev.get_or_load_custom_func(name, &format!("cdo_inspect_{module}_sm_{arch}"), ptx)
+    let func =
+        dev.get_or_load_custom_func(name, &format!("cdo_inspect_{module}_sm_{arch}"), ptx)?;
+    Ok(Kernel {
+        func: func.into_cuda_function(),
+        stream: dev.cuda_stream(),
+    })
 }
 
 /// Launches `$func` with `$cfg` and the arguments, and counts the launch.
