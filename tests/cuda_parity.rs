@@ -93,7 +93,11 @@ fn cuda_device() -> Result<Device, String> {
     if !cfg!(feature = "cuda") {
         return Err("built without the `cuda` feature (cargo test --features cuda)".into());
     }
-    Device::new_cuda(0).map_err(|e| format!("no CUDA device ({e})"))
+    // The error's first line: candle appends a backtrace when RUST_BACKTRACE is set.
+    Device::new_cuda(0).map_err(|e| {
+        let e = e.to_string();
+        format!("no CUDA device ({})", e.lines().next().unwrap_or_default())
+    })
 }
 
 fn rand_tensor(seed: u64, dims: &[usize], lo: f32, hi: f32) -> Tensor {
