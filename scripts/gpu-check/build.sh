@@ -5,9 +5,9 @@
 # (target-cuda/), and packs them with the script that runs the check into .gpu-check/:
 #
 #   .gpu-check/cdo-gpu-check.tar.xz   cdo-inspect and the cuda_parity test, stripped
+#   .gpu-check/run.sh                  a copy of scripts/gpu-check/run.sh
 #
-# Then, on the GPU machine, from a checkout holding .gpu-check/: scripts/gpu-check/run.sh
-# (see there). candle's own kernels are compiled for CUDA_COMPUTE_CAP (default 90: H100),
+# Then, on the GPU machine, with that folder: `bash .gpu-check/run.sh` (see there). candle's own kernels are compiled for CUDA_COMPUTE_CAP (default 90: H100),
 # the project's for CDO_CUDA_ARCHS (default 87,90). The first build compiles candle's CUDA
 # kernels: about an hour on two cores; later builds only what changed.
 set -euo pipefail
@@ -39,6 +39,7 @@ git rev-parse HEAD >"$stage/commit" 2>/dev/null || echo unknown >"$stage/commit"
 nvcc --version | tail -n 2 >"$stage/nvcc-version"
 mkdir -p .gpu-check
 tar -C "$stage" -cJf .gpu-check/cdo-gpu-check.tar.xz cdo-inspect cuda_parity commit nvcc-version
-ls -l .gpu-check/cdo-gpu-check.tar.xz
+cp scripts/gpu-check/run.sh .gpu-check/run.sh
+ls -l .gpu-check/
 echo "CUDA libraries the binaries load (the GPU machine's own CUDA 13 libraries, see run.sh):"
 readelf --dynamic "$stage/cdo-inspect" | grep -o 'lib\(cu\|nvrtc\)[A-Za-z]*\.so\.[0-9]*' | sort -u | sed 's/^/  /'

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, on an x86-64 machine with an NVIDIA GPU whose driver supports CUDA 13.0,
-# from a checkout holding .gpu-check/ (made by scripts/gpu-check/build.sh on a build
-# machine; nothing is built here). It
+# with .gpu-check/ (made by scripts/gpu-check/build.sh on a build machine; nothing is built
+# here): `bash .gpu-check/run.sh` (the copy build.sh puts there) or, in a checkout,
+# scripts/gpu-check/run.sh. It
 #
 #   1. runs the CPU/CUDA parity test (tests/cuda_parity.rs: every kernel against its CPU
 #      twin, the Lite0 and ResNet18 pairs at batch 1 and 4, one training step of each, and
@@ -19,9 +20,12 @@
 # shipped): from $CDO_CUDA_LIBS, else the machine's Python CUDA 13 wheels (nvidia/cu13/lib,
 # as PyTorch's cu130 build installs them), else /usr/local/cuda; and the driver's libcuda.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-bundle=.gpu-check/cdo-gpu-check.tar.xz
-[ -f "$bundle" ] || { echo "error: $bundle missing: run scripts/gpu-check/build.sh on the build machine" >&2; exit 2; }
+# build.sh also copies this script into .gpu-check/, so carrying that folder alone is enough:
+# the bundle is beside the script, or in .gpu-check/ of the checkout holding scripts/.
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bundle="$here/cdo-gpu-check.tar.xz"
+[ -f "$bundle" ] || bundle="$here/../../.gpu-check/cdo-gpu-check.tar.xz"
+[ -f "$bundle" ] || { echo "error: .gpu-check/cdo-gpu-check.tar.xz missing: run scripts/gpu-check/build.sh on the build machine" >&2; exit 2; }
 logs="${GPU_CHECK_LOGS:-${OUT:-gpu-check-logs/$(date -u +%Y%m%dT%H%M%SZ)}}"
 mkdir -p "$logs"
 exec > >(tee "$logs/check.log") 2>&1
