@@ -391,6 +391,30 @@ mod tests {
     use crate::test_util::{max_abs_diff, values};
     use candle_core::{DType, Device, Var};
 
+    /// The CPU twins of the CUDA-only ops: ReLU6's one-pass backward against the mask
+    /// and product, and the in-place bias with the bias as a tensor against bias_act.
+    #[test]
+    fn relu6_backward_and_device_bias_twins() {
+        let x: Vec<f32> = (0..2 * 3 * 5 * 4)
+            .map(|i| (i as f32 * 0.37).sin() * 9.0)
+            .collect();
+        let x = Tensor::from_vec(x, (2, 3, 5, 4), &Device::Cpu).unwrap();
+        let g = (x.cos().unwrap() * 3.0).unwrap();
+        let one_pass = x.apply_op2_no_bwd(&g, &Relu6Backward).unwrap();
+        let masked = g.mul(&x.apply_op1_no_bwd(&Relu6Grad).unwrap()).unwrap();
+        assert_eq!(max_abs_diff(&one_pass, &masked), 0.0);
+        let b = Tensor::new(&[0.5f32, -1.25, 3.0], &Device::Cpu).unwrap();
+        for act in [Act::None, Act::Relu, Act::Relu6] {
+            let y = x.copy().unwrap();
+            y.inplace_op2(&b, &BiasActDevice(act)).unwrap();
+            assert_eq!(
+                max_abs_diff(&y, &bias_act(&x, &b, act).unwrap()),
+                0.0,
+                "{act:?}"
+            );
+        }
+    }
+
     #[test]
     fn fused_bias_act_is_bit_identical() {
         let data: Vec<f32> = (0..2 * 3 * 5 * 4)

@@ -830,6 +830,31 @@ mod tests {
         }
     }
 
+    /// The fused op's CPU twin (the reference of the CUDA epilogue kernel) against the
+    /// convolution followed by bias_act, bit for bit.
+    #[test]
+    fn bias_act_epilogue_twin_matches_conv_then_bias_act() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for (b, c, h, w, k, s, p) in cases() {
+            let x = rand_tensor(&mut rng, &[b, c, h, w]);
+            let wt = rand_tensor(&mut rng, &[c, 1, k, k]);
+            let bias = rand_tensor(&mut rng, &[c]);
+            let geom = geometry(&x, &wt, s, p).unwrap();
+            for act in [Act::None, Act::Relu, Act::Relu6] {
+                let fused = x
+                    .apply_op3_no_bwd(&wt, &bias, &BiasActEpilogue { geom, act })
+                    .unwrap();
+                let plain = super::super::activation::bias_act(
+                    &depthwise_conv2d(&x, &wt, s, p).unwrap(),
+                    &bias,
+                    act,
+                )
+                .unwrap();
+                assert_eq!(max_abs_diff(&fused, &plain), 0.0, "{act:?}");
+            }
+        }
+    }
+
     #[test]
     fn forward_f64_and_non_contiguous() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
