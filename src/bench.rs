@@ -92,6 +92,36 @@ pub struct BatchRun {
     pub end_to_end: Stats,
     /// Frames per second from the median end-to-end time of a batch.
     pub frames_per_s: f64,
+    /// On a GPU: what one inference of the batch launched (the last iteration).
+    pub gpu_launches: Option<GpuLaunches>,
+}
+
+/// The GPU work of one inference of a batch, preprocessing to scores.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GpuLaunches {
+    /// Launches of the crate's own CUDA kernels (counted at each launch).
+    pub own_kernels: u64,
+    /// Candle operations on the GPU (the 1x1 convolutions' GEMMs, k x k convolutions,
+    /// residual additions), each one launch or more of candle's or cuBLAS's.
+    pub candle_ops: u64,
+}
+
+impl GpuLaunches {
+    /// The counters now, to subtract from a later reading.
+    fn now() -> Option<Self> {
+        Some(GpuLaunches {
+            own_kernels: crate::model::kernels::cuda_launches()?,
+            candle_ops: crate::model::kernels::candle_ops_on_gpu(),
+        })
+    }
+
+    fn since(start: Option<Self>) -> Option<Self> {
+        let (start, end) = (start?, Self::now()?);
+        Some(GpuLaunches {
+            own_kernels: end.own_kernels - start.own_kernels,
+            candle_ops: end.candle_ops - start.candle_ops,
+        })
+    }
 }
 
 impl BatchRun {
@@ -186,8 +216,10 @@ pub fn run_inference(
     let device = detector.device().clone();
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(iterations); STAGES.len()];
     let mut end_to_end = Vec::with_capacity(iterations);
+    let mut gpu_launches = None;
     for it in 0..warmup + iterations {
         let mut ms = [0f64; STAGES.len()];
+        let counted = if device.is_cpu() { None } else { GpuLaunches::now() };
         let start = Instant::now();
         let mut lap = start;
         let mut mark = |stage: usize| {
@@ -220,8 +252,9 @@ pub fn run_inference(
         let (fe, fa, _, _) = (fe?, fa?, se?, sa?);
         mark(4);
         let raw = detector.raw_maps(&fe, &fa)?;
+        sync(&device)?;
         mark(5);
-        let results = detector.finish_all(raw);
+        let results = detector.finish_all(raw)?;
         mark(6);
         let rejected = results
             .iter()
@@ -229,6 +262,7 @@ pub fn run_inference(
             .count();
         black_box(rejected);
         mark(7);
+        gpu_launches = GpuLaunches::since(counted);
         // The two networks overlap: each one's own time replaces the laps.
         (ms[2], ms[3]) = (expert_ms, apprentice_ms);
         let total = start.elapsed().as_secs_f64() * 1e3;
@@ -252,6 +286,7 @@ pub fn run_inference(
             .collect(),
         frames_per_s: batch as f64 / (end_to_end.median_ms / 1e3),
         end_to_end,
+        gpu_launches,
     })
 }
 
@@ -419,7 +454,7 @@ pub fn run_frame(
             sync(&device)?;
             ms[2] += t.elapsed().as_secs_f64() * 1e3;
             let t = Instant::now();
-            raw.extend(detector.raw_maps(&fe, &fa)?);
+            raw.extend(detector.raw_maps(&fe, &fa)?.into_host()?);
             ms[3] += t.elapsed().as_secs_f64() * 1e3;
         }
         drop(chw);
@@ -576,6 +611,15 @@ pub fn table(r: &Report) -> String {
         "{:<22} {:>12.1} {:>10} {:>12.1} {:>10}",
         "frames/s", b1.frames_per_s, "", bn.frames_per_s, ""
     );
+    for run in [b1, bn] {
+        if let Some(l) = run.gpu_launches {
+            let _ = writeln!(
+                t,
+                "GPU launches per inference (batch {}): {} own kernels + {} candle ops",
+                run.batch, l.own_kernels, l.candle_ops
+            );
+        }
+    }
     let _ = writeln!(
         t,
         "samples: {} (batch 1), {} (batch {})",

@@ -125,6 +125,22 @@ pub struct TrainingRecord {
     pub seconds: f64,
 }
 
+impl TrainingRecord {
+    /// The record of a pair that was never trained (a fresh apprentice for `bench` or a
+    /// test): the settings and nothing done.
+    pub fn untrained(config: TrainConfig) -> Self {
+        Self {
+            config,
+            images_used: 0,
+            images_skipped: 0,
+            images_held_out: 0,
+            steps: 0,
+            final_loss: f64::NAN,
+            seconds: 0.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BundleMeta {

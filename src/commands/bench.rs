@@ -281,15 +281,7 @@ fn load_pair(args: &BenchArgs, models_dir: &Path, device: &Device) -> Result<Pai
         let net = Network::fresh_frozen(kind, EXPERT_SEED, device)?;
         (ExpertSource::Random(path.clone()), net, String::new())
     };
-    let record = TrainingRecord {
-        config: cfg.clone(),
-        images_used: 0,
-        images_skipped: 0,
-        images_held_out: 0,
-        steps: 0,
-        final_loss: f64::NAN,
-        seconds: 0.0,
-    };
+    let record = TrainingRecord::untrained(cfg.clone());
     let mut meta = bundle_meta(&cfg, &path, &sha, record);
     meta.geometry = geometry;
     let apprentice = TrainableApprentice::new(kind, cfg.seed, cfg.bn_momentum, device)?;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
 use crate::bundle::{Bundle, BundleError, BundleMeta};
@@ -67,6 +67,26 @@ pub enum InferError {
 impl From<candle_core::Error> for InferError {
     fn from(e: candle_core::Error) -> Self {
         InferError::Compute(e)
+    }
+}
+
+/// A batch's raw anomaly maps, where they were computed.
+pub enum RawMaps {
+    /// One S*S row-major map per image, on the host.
+    Host(Vec<Vec<f32>>),
+    /// B x S x S on the GPU.
+    #[cfg(feature = "cuda")]
+    Device(Tensor),
+}
+
+impl RawMaps {
+    /// The maps on the host (one copy from a GPU), for stitching tiles.
+    pub fn into_host(self) -> Result<Vec<Vec<f32>>, InferError> {
+        match self {
+            RawMaps::Host(maps) => Ok(maps),
+            #[cfg(feature = "cuda")]
+            RawMaps::Device(maps) => Ok(maps.flatten_from(1)?.to_vec2()?),
+        }
     }
 }
 
@@ -439,7 +459,7 @@ impl Detector {
             let x = batch_tensor(&chw, size, &self.device)?;
             prepare_ms += ms_since(cut);
             let (fe, fa) = self.features_pair(&x);
-            raw.extend(self.raw_maps(&fe?, &fa?)?);
+            raw.extend(self.raw_maps(&fe?, &fa?)?.into_host()?);
         }
         let mut map = grid.stitch(&raw);
         drop(raw);
@@ -468,7 +488,7 @@ impl Detector {
         let (fe, fa) = self.features_pair(x);
         let (fe, fa) = (fe?, fa?);
         let raw = self.raw_maps(&fe, &fa)?;
-        Ok(self.finish_all(raw))
+        self.finish_all(raw)
     }
 
     // The stages below are what `infer` runs, one by one, so `bench` can time each.
@@ -514,22 +534,47 @@ impl Detector {
         }
     }
 
-    /// The unsmoothed anomaly maps (discrepancy, upsampled to the input size), one
-    /// S*S row-major vector per image, on the host.
-    pub fn raw_maps(&self, fe: &[Tensor], fa: &[Tensor]) -> Result<Vec<Vec<f32>>, InferError> {
+    /// The unsmoothed anomaly maps (discrepancy, upsampled to the input size): on the CPU
+    /// one S*S row-major vector per image; on CUDA (f32 features) a B x S x S tensor left on
+    /// the GPU for [`Detector::finish_all`] to smooth there.
+    pub fn raw_maps(&self, fe: &[Tensor], fa: &[Tensor]) -> Result<RawMaps, InferError> {
         let s = self.meta.input_size as usize;
         if self.device.is_cpu() {
-            return Ok(anomaly_maps_host(fe, fa, s, s)?);
+            return Ok(RawMaps::Host(anomaly_maps_host(fe, fa, s, s)?));
         }
-        let maps = anomaly_map(fe, fa, s, s)?.to_dtype(candle_core::DType::F32)?;
-        Ok(maps.flatten_from(1)?.to_vec2()?)
+        #[cfg(feature = "cuda")]
+        if self.device.is_cuda() && fe.iter().chain(fa).all(|t| t.dtype() == DType::F32) {
+            return Ok(RawMaps::Device(crate::model::cdo::anomaly_maps_cuda(fe, fa, s, s)?));
+        }
+        let maps = anomaly_map(fe, fa, s, s)?.to_dtype(DType::F32)?;
+        Ok(RawMaps::Host(maps.flatten_from(1)?.to_vec2()?))
     }
 
-    /// `finish` for every map of a batch, in parallel (one map's smoothing is too small to
-    /// split well).
-    pub fn finish_all(&self, raw: Vec<Vec<f32>>) -> Vec<Inference> {
+    /// `finish` for every map of a batch: on the host in parallel (one map's smoothing is
+    /// too small to split well); maps on a GPU are smoothed there and copied to the host
+    /// once, for the scores.
+    pub fn finish_all(&self, raw: RawMaps) -> Result<Vec<Inference>, InferError> {
         use rayon::prelude::*;
-        raw.into_par_iter().map(|r| self.finish(r)).collect()
+        match raw {
+            RawMaps::Host(maps) => Ok(maps.into_par_iter().map(|r| self.finish(r)).collect()),
+            #[cfg(feature = "cuda")]
+            RawMaps::Device(maps) => {
+                let sigma = self.meta.smoothing_sigma;
+                let smoothed = crate::model::kernels::cuda::map::gaussian_smooth(&maps, sigma)?;
+                let host: Vec<Vec<f32>> = smoothed.flatten_from(1)?.to_vec2()?;
+                Ok(host
+                    .into_par_iter()
+                    .map(|map| {
+                        let score = self.meta.score.apply(&map);
+                        Inference {
+                            map,
+                            size: self.meta.input_size,
+                            score,
+                        }
+                    })
+                    .collect())
+            }
+        }
     }
 
     /// Smoothing and the image score of one raw map.

@@ -304,6 +304,21 @@ pub fn anomaly_map(
     sum.affine(1.0 / expert.len() as f64, 0.0)?.squeeze(1)
 }
 
+/// [`anomaly_map`] computed by the crate's CUDA kernels on the features' GPU (f32, up to
+/// three levels): the same per-level discrepancy as [`anomaly_maps_host`] (sums in f64,
+/// the same `EPS_NORM`), upsampling and mean over levels; B x out_h x out_w, left on the
+/// GPU.
+#[cfg(feature = "cuda")]
+pub fn anomaly_maps_cuda(
+    expert: &[Tensor],
+    apprentice: &[Tensor],
+    out_h: usize,
+    out_w: usize,
+) -> Result<Tensor> {
+    check_features(expert, apprentice)?;
+    super::kernels::cuda::map::anomaly_map(expert, apprentice, out_h, out_w, EPS_NORM)
+}
+
 /// [`anomaly_map`] computed on the host (sums in f64, map in f32), one `out_h * out_w` row-major map per image:
 /// the same per-level cosine discrepancy, bilinear upsampling and mean over levels, in one
 /// pass over each level's features instead of a dozen tensor ops with a full-size temporary

@@ -6,6 +6,7 @@ use candle_core::{DType, Result, Tensor};
 
 use super::layers::{check_input, Act, ConvBn, ConvSpec, Linear, Mode, ParamSource};
 use super::kernels::mbconv::FusedMbConv;
+use super::kernels::note_candle_op;
 use super::kernels::stem::FusedStem;
 
 const BN_EPS: f64 = 1e-3;
@@ -65,6 +66,7 @@ impl MbBlock {
         h = self.depthwise.forward_act(&h, mode, Act::Relu6)?;
         h = self.project.forward(&h, mode)?;
         if self.residual {
+            note_candle_op(x.device());
             h = (h + x)?;
         }
         Ok(h)

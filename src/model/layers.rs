@@ -9,7 +9,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::kernels::batchnorm;
 use super::checkpoint::{Checkpoint, CheckpointError};
-use super::kernels::depthwise::depthwise_conv2d;
+use super::kernels::depthwise::{depthwise_conv2d, depthwise_conv2d_bias_act};
+use super::kernels::note_candle_op;
 use super::kernels::im2col;
 
 /// How a parameter is initialised when it is created rather than loaded (PyTorch's defaults).
@@ -328,6 +329,13 @@ impl ConvBn {
     /// The convolution, its BatchNorm, then `act`.
     pub fn forward_act(&self, x: &Tensor, mode: Mode, act: Act) -> Result<Tensor> {
         let (cout, _, k, _) = self.weight.dims4()?;
+        if let (true, Some(b), None) = (self.depthwise, &self.bias, &self.bn) {
+            // A frozen layer: on CUDA one kernel with the bias and activation as epilogue.
+            return depthwise_conv2d_bias_act(x, &self.weight, b, act, self.stride, self.padding);
+        }
+        if !self.depthwise {
+            note_candle_op(x.device());
+        }
         let y = if self.depthwise {
             depthwise_conv2d(x, &self.weight, self.stride, self.padding)?
         } else if k == 1 && self.stride == 1 && self.padding == 0 {
@@ -336,8 +344,15 @@ impl ConvBn {
             // through im2col and train through its much slower conv_transpose2d.
             let (b, cin, h, w) = x.dims4()?;
             let wm = self.weight.reshape((cout, cin))?;
-            wm.broadcast_matmul(&x.reshape((b, cin, h * w))?)?
-                .reshape((b, cout, h, w))?
+            let x3 = x.reshape((b, cin, h * w))?;
+            let y = if x.device().is_cuda() {
+                // One batched GEMM whose weight has batch stride 0 (cuBLAS takes it);
+                // broadcast_matmul would first copy the weight once per image.
+                wm.broadcast_as((b, cout, cin))?.matmul(&x3)?
+            } else {
+                wm.broadcast_matmul(&x3)?
+            };
+            y.reshape((b, cout, h, w))?
         } else {
             im2col::conv2d(x, &self.weight, self.stride, self.padding)?
         };

@@ -5,7 +5,7 @@ pub mod backbone;
 pub mod cdo;
 pub mod checkpoint;
 pub mod efficientnet_lite;
-pub(crate) mod kernels;
+pub mod kernels;
 pub mod layers;
 pub mod postprocess;
 pub mod resnet;

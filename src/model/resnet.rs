@@ -6,6 +6,7 @@ use candle_core::{Result, Tensor};
 
 use super::layers::{check_input, Act, ConvBn, ConvSpec, Mode, ParamSource};
 use super::kernels::maxpool::max_pool2d;
+use super::kernels::note_candle_op;
 
 const BN_EPS: f64 = 1e-5;
 
@@ -45,6 +46,9 @@ impl Block {
             Some(d) => d.forward(x, mode)?,
             None => x.clone(),
         };
+        // Two candle ops: the addition and the ReLU.
+        note_candle_op(x.device());
+        note_candle_op(x.device());
         (h + identity)?.relu()
     }
 

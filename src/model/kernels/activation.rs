@@ -26,9 +26,65 @@ impl CustomOp1 for Relu6 {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         map_f32(s, l, |v| v.clamp(0.0, 6.0))
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::relu6(s, l)
+    }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        if arg.device().is_cuda() {
+            // One kernel: the gradient where 0 < x < 6.
+            let grad = grad_res.contiguous()?;
+            return Ok(Some(arg.apply_op2_no_bwd(&grad, &Relu6Backward)?));
+        }
         let mask = arg.apply_op1_no_bwd(&Relu6Grad)?;
         Ok(Some(grad_res.mul(&mask)?))
+    }
+}
+
+/// (x, grad) -> grad where 0 < x < 6, else 0: ReLU6's backward as one pass (on CUDA; the
+/// CPU keeps its mask and product, and this is its twin for the parity test).
+pub(crate) struct Relu6Backward;
+
+impl candle_core::CustomOp2 for Relu6Backward {
+    fn name(&self) -> &'static str {
+        "relu6-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = super::cpu_f32("relu6-backward", "input", s1, l1)?;
+        let g = super::cpu_f32("relu6-backward", "gradient", s2, l2)?;
+        if x.len() != g.len() {
+            candle_core::bail!(
+                "relu6-backward: {} gradients for {} inputs",
+                g.len(),
+                x.len()
+            );
+        }
+        let out = x
+            .iter()
+            .zip(g)
+            .map(|(&v, &g)| if v > 0.0 && v < 6.0 { g } else { 0.0 })
+            .collect();
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::relu6_backward((s1, l1), (s2, l2))
     }
 }
 
@@ -41,9 +97,15 @@ impl CustomOp1 for Relu6Grad {
     }
 }
 
+/// Whether the hand-written kernels run `x`: f32 on the CPU, or on CUDA in a `cuda` build.
+pub(crate) fn own_device(x: &Tensor) -> bool {
+    x.dtype() == candle_core::DType::F32
+        && (x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda()))
+}
+
 /// min(max(x, 0), 6), differentiable; other devices and dtypes use candle's clamp.
 pub fn relu6(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+    if own_device(x) {
         x.contiguous()?.apply_op1(Relu6)
     } else {
         x.clamp(0f32, 6f32)
@@ -92,17 +154,79 @@ impl BiasAct {
         Ok(h * w)
     }
 
-    /// One plane of channel `ch`: the same operations as `x + b` then the activation, so
-    /// results are bit-identical to the unfused ops.
+    /// One plane of channel `ch`.
     fn apply_plane(&self, ch: usize, plane: &mut [f32]) {
-        let bv = self.bias[ch % self.bias.len()];
-        match self.act {
-            Act::None => plane.iter_mut().for_each(|v| *v += bv),
-            Act::Relu => plane.iter_mut().for_each(|v| *v = (*v + bv).max(0.0)),
-            Act::Relu6 => plane
-                .iter_mut()
-                .for_each(|v| *v = (*v + bv).clamp(0.0, 6.0)),
-        }
+        apply_plane(self.bias[ch % self.bias.len()], self.act, plane)
+    }
+}
+
+/// One plane plus its channel's bias `bv`, then the activation: the same operations as
+/// `x + b` then the activation, so results are bit-identical to the unfused ops.
+fn apply_plane(bv: f32, act: Act, plane: &mut [f32]) {
+    match act {
+        Act::None => plane.iter_mut().for_each(|v| *v += bv),
+        Act::Relu => plane.iter_mut().for_each(|v| *v = (*v + bv).max(0.0)),
+        Act::Relu6 => plane
+            .iter_mut()
+            .for_each(|v| *v = (*v + bv).clamp(0.0, 6.0)),
+    }
+}
+
+/// `bias_act` over an N x C x P buffer (`plane` = P values per channel plane), in parallel.
+pub(crate) fn bias_act_planes(data: &mut [f32], bias: &[f32], plane: usize, act: Act) {
+    if bias.is_empty() || plane == 0 {
+        return;
+    }
+    data.par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(i, p)| apply_plane(bias[i % bias.len()], act, p));
+}
+
+/// The activation's code in the CUDA kernels (common.cuh: ACT_NONE, ACT_RELU, ACT_RELU6).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) fn act_code(act: Act) -> i32 {
+    match act {
+        Act::None => 0,
+        Act::Relu => 1,
+        Act::Relu6 => 2,
+    }
+}
+
+/// (y, bias) -> y = act(y + bias) in place, the bias a tensor on y's device: the CUDA
+/// epilogue of a frozen layer (the CPU copies the C biases to the host instead).
+struct BiasActDevice(Act);
+
+impl candle_core::InplaceOp2 for BiasActDevice {
+    fn name(&self) -> &'static str {
+        "bias-act-device"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let bias = super::cpu_f32("bias-act", "bias", s2, l2)?.to_vec();
+        let op = BiasAct { bias, act: self.0 };
+        let plane = op.plane(l1)?;
+        bias_act_planes(
+            super::cpu_f32_mut("bias-act", "input", s1, l1)?,
+            &op.bias,
+            plane,
+            op.act,
+        );
+        Ok(())
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        gpu::bias_act_in_place((s1, l1), (s2, l2), self.0)
     }
 }
 
@@ -137,8 +261,12 @@ impl InplaceOp1 for BiasAct {
 
 /// Whether `bias_act` can run fused: CPU f32, 4-D, nothing to differentiate.
 fn fusable(y: &Tensor, bias: &Tensor) -> bool {
-    y.device().is_cpu()
-        && y.dtype() == candle_core::DType::F32
+    y.device().is_cpu() && fusable_on_device(y, bias)
+}
+
+/// [`fusable`] but on y's own device: f32, 4-D, nothing to differentiate.
+fn fusable_on_device(y: &Tensor, bias: &Tensor) -> bool {
+    y.dtype() == candle_core::DType::F32
         && bias.dtype() == candle_core::DType::F32
         && y.rank() == 4
         && !y.track_op()
@@ -167,6 +295,15 @@ pub fn bias_act(y: &Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
 /// zeroing and a pass of memory traffic per layer. `y` must be a layer's fresh output that
 /// nothing else holds (a view of another tensor would see the change).
 pub fn bias_act_in_place(y: Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
+    if cfg!(feature = "cuda")
+        && y.device().is_cuda()
+        && fusable_on_device(&y, bias)
+        && y.is_contiguous()
+        && bias.dims() == [y.dim(1)?]
+    {
+        y.inplace_op2(&bias.contiguous()?, &BiasActDevice(act))?;
+        return Ok(y);
+    }
     if fusable(&y, bias) && y.is_contiguous() {
         let op = BiasAct {
             bias: bias.to_vec1::<f32>()?,
@@ -178,11 +315,105 @@ pub fn bias_act_in_place(y: Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
     bias_act(&y, bias, act)
 }
 
+/// The CUDA launches (src/model/kernels/cuda/activation.cu).
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::Act;
+    use crate::model::kernels::cuda::{elementwise, i32_of, i64_of, input, kernel, launch, output};
+    use candle_core::{bail, CudaStorage, Layout, Result, Shape};
+
+    pub(super) fn relu6(s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let x = input("relu6", "input", s, l)?;
+        let n = l.shape().elem_count();
+        let mut out = output(&s.device, n)?;
+        let f = kernel(&s.device, "activation", "relu6_fwd")?;
+        launch!(f, elementwise(n); &x, &mut out, &i64_of(n));
+        Ok((
+            CudaStorage::wrap_cuda_slice(out, s.device.clone()),
+            l.shape().clone(),
+        ))
+    }
+
+    pub(super) fn relu6_backward(
+        (xs, xl): (&CudaStorage, &Layout),
+        (gs, gl): (&CudaStorage, &Layout),
+    ) -> Result<(CudaStorage, Shape)> {
+        let x = input("relu6-backward", "input", xs, xl)?;
+        let g = input("relu6-backward", "gradient", gs, gl)?;
+        let n = xl.shape().elem_count();
+        if gl.shape().elem_count() != n {
+            bail!(
+                "relu6-backward: gradient {:?} for input {:?}",
+                gl.dims(),
+                xl.dims()
+            )
+        }
+        let mut out = output(&xs.device, n)?;
+        let f = kernel(&xs.device, "activation", "relu6_bwd")?;
+        launch!(f, elementwise(n); &x, &g, &mut out, &i64_of(n));
+        Ok((
+            CudaStorage::wrap_cuda_slice(out, xs.device.clone()),
+            xl.shape().clone(),
+        ))
+    }
+
+    pub(super) fn bias_act_in_place(
+        (ys, yl): (&mut CudaStorage, &Layout),
+        (bs, bl): (&CudaStorage, &Layout),
+        act: Act,
+    ) -> Result<()> {
+        let (_, c, h, w) = yl.shape().dims4()?;
+        if bl.dims() != [c] {
+            bail!(
+                "bias-act: {:?} does not fit {:?} biases",
+                yl.dims(),
+                bl.dims()
+            )
+        }
+        let n = yl.shape().elem_count();
+        let bias = input("bias-act", "bias", bs, bl)?;
+        let Some((start, end)) = yl.contiguous_offsets() else {
+            bail!("bias-act: the output must be contiguous")
+        };
+        let dev = ys.device.clone();
+        let mut y = ys.as_cuda_slice_mut::<f32>()?.slice_mut(start..end);
+        let f = kernel(&dev, "activation", "bias_act_inplace")?;
+        let code = super::act_code(act);
+        launch!(f, elementwise(n); &mut y, &bias, &i32_of(c)?, &i64_of(h * w), &i64_of(n),
+            &code);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util::{max_abs_diff, values};
     use candle_core::{DType, Device, Var};
+
+    /// The CPU twins of the CUDA-only ops: ReLU6's one-pass backward against the mask
+    /// and product, and the in-place bias with the bias as a tensor against bias_act.
+    #[test]
+    fn relu6_backward_and_device_bias_twins() {
+        let x: Vec<f32> = (0..2 * 3 * 5 * 4)
+            .map(|i| (i as f32 * 0.37).sin() * 9.0)
+            .collect();
+        let x = Tensor::from_vec(x, (2, 3, 5, 4), &Device::Cpu).unwrap();
+        let g = (x.cos().unwrap() * 3.0).unwrap();
+        let one_pass = x.apply_op2_no_bwd(&g, &Relu6Backward).unwrap();
+        let masked = g.mul(&x.apply_op1_no_bwd(&Relu6Grad).unwrap()).unwrap();
+        assert_eq!(max_abs_diff(&one_pass, &masked), 0.0);
+        let b = Tensor::new(&[0.5f32, -1.25, 3.0], &Device::Cpu).unwrap();
+        for act in [Act::None, Act::Relu, Act::Relu6] {
+            let y = x.copy().unwrap();
+            y.inplace_op2(&b, &BiasActDevice(act)).unwrap();
+            assert_eq!(
+                max_abs_diff(&y, &bias_act(&x, &b, act).unwrap()),
+                0.0,
+                "{act:?}"
+            );
+        }
+    }
 
     #[test]
     fn fused_bias_act_is_bit_identical() {

@@ -86,9 +86,24 @@ unsafe fn per_plane(
 }
 
 /// Batch statistics per channel: mean, 1/sqrt(var + eps) and the biased variance. Computed
-/// once per forward pass and kept in the ops, so the backward pass does not walk `x` again.
+/// once per forward pass and kept in the ops, so the backward pass does not walk `x` again:
+/// on the host for the CPU kernels, as the 3 x C tensor `Stats` made on a GPU (no copy to
+/// the host per layer).
 #[derive(Clone)]
-struct BatchStats(Vec<(f32, f32, f64)>);
+enum BatchStats {
+    Host(Vec<(f32, f32, f64)>),
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    Device(Tensor),
+}
+
+impl BatchStats {
+    fn host(&self) -> Result<&[(f32, f32, f64)]> {
+        match self {
+            BatchStats::Host(v) => Ok(v),
+            BatchStats::Device(_) => candle_core::bail!("batchnorm: statistics are on a GPU"),
+        }
+    }
+}
 
 /// (x) -> the statistics' carrier; run once, on the host data.
 struct Stats {
@@ -98,6 +113,14 @@ struct Stats {
 impl CustomOp1 for Stats {
     fn name(&self) -> &'static str {
         "bn-stats"
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::stats(s, l, self.eps)
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, p) = bcp(l)?;
@@ -120,6 +143,18 @@ impl CustomOp3 for Forward {
     fn name(&self) -> &'static str {
         "bn-train"
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+        bs: &candle_core::CudaStorage,
+        bl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::forward(&self.stats, (xs, xl), (gs, gl), (bs, bl), self.act)
+    }
     fn cpu_fwd(
         &self,
         xs: &CpuStorage,
@@ -133,7 +168,7 @@ impl CustomOp3 for Forward {
         let x = f32_slice(xs, xl, "x")?;
         let gamma = f32_slice(gs, gl, "weight")?;
         let beta = f32_slice(bs, bl, "bias")?;
-        let st = &self.stats.0;
+        let st = self.stats.host()?;
         // SAFETY: each plane of p values is zipped with x's plane of p values.
         let out = unsafe {
             per_plane(b, c, p, |ch, i, o| {
@@ -191,6 +226,16 @@ impl CustomOp2 for ActGrad {
     fn name(&self) -> &'static str {
         "bn-act-grad"
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        ds: &candle_core::CudaStorage,
+        dl: &Layout,
+        ys: &candle_core::CudaStorage,
+        yl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::act_grad((ds, dl), (ys, yl), self.0)
+    }
     fn cpu_fwd(
         &self,
         ds: &CpuStorage,
@@ -239,6 +284,16 @@ impl CustomOp2 for ParamGrads {
     fn name(&self) -> &'static str {
         "bn-param-grads"
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ds: &candle_core::CudaStorage,
+        dl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::param_grads(&self.0, (xs, xl), (ds, dl))
+    }
     fn cpu_fwd(
         &self,
         xs: &CpuStorage,
@@ -249,7 +304,7 @@ impl CustomOp2 for ParamGrads {
         let (b, c, p) = bcp(xl)?;
         let x = f32_slice(xs, xl, "x")?;
         let dy = f32_slice(ds, dl, "grad")?;
-        let st = &self.0 .0;
+        let st = self.0.host()?;
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
             .map(|ch| {
@@ -281,6 +336,18 @@ impl CustomOp3 for InputGrad {
     fn name(&self) -> &'static str {
         "bn-input-grad"
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ds: &candle_core::CudaStorage,
+        dl: &Layout,
+        ps: &candle_core::CudaStorage,
+        pl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::input_grad(&self.0, (xs, xl), (ds, dl), (ps, pl))
+    }
     fn cpu_fwd(
         &self,
         xs: &CpuStorage,
@@ -295,7 +362,7 @@ impl CustomOp3 for InputGrad {
         let dy = f32_slice(ds, dl, "grad")?;
         let packed = f32_slice(ps, pl, "params")?;
         let (gamma, dbeta, dgamma) = (&packed[..c], &packed[c..2 * c], &packed[2 * c..3 * c]);
-        let st = &self.0 .0;
+        let st = self.0.host()?;
         let n = (b * p) as f32;
         // SAFETY: each plane of p values is zipped with dy's and x's planes of p values.
         let out = unsafe {
@@ -314,9 +381,11 @@ impl CustomOp3 for InputGrad {
     }
 }
 
-/// Whether the fast kernels apply (CPU, f32); elsewhere callers use tensor ops.
+/// Whether the fast kernels apply (f32 on the CPU, or on CUDA in a `cuda` build);
+/// elsewhere callers use tensor ops.
 pub fn fast_path(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
+    x.dtype() == DType::F32
+        && (x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda()))
 }
 
 /// A training-mode BatchNorm pass: the output and the batch statistics.
@@ -341,21 +410,151 @@ pub fn batch_norm_train(
 ) -> Result<TrainOutput> {
     let x = x.contiguous()?;
     let st = x.apply_op1_no_bwd(&Stats { eps })?;
-    let host = st.to_vec2::<f32>()?;
-    let stats = BatchStats(
-        host[0]
-            .iter()
-            .zip(&host[1])
-            .zip(&host[2])
-            .map(|((&m, &i), &v)| (m, i, v as f64))
-            .collect(),
-    );
+    let stats = if x.device().is_cpu() {
+        let host = st.to_vec2::<f32>()?;
+        BatchStats::Host(
+            host[0]
+                .iter()
+                .zip(&host[1])
+                .zip(&host[2])
+                .map(|((&m, &i), &v)| (m, i, v as f64))
+                .collect(),
+        )
+    } else {
+        BatchStats::Device(st.clone())
+    };
     let y = x.apply_op3(weight, bias, Forward { stats, act })?;
     Ok(TrainOutput {
         y,
         mean: st.get(0)?,
         var: st.get(2)?,
     })
+}
+
+/// The CUDA launches (src/model/kernels/cuda/batchnorm.cu).
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::{bcp, Act, BatchStats};
+    use crate::model::kernels::activation::act_code;
+    use crate::model::kernels::cuda::{
+        elementwise, i32_of, i64_of, input, kernel, launch, output, reduction,
+    };
+    use candle_core::{bail, CudaStorage, Layout, Result, Shape, Storage};
+
+    type Operand<'a> = (&'a CudaStorage, &'a Layout);
+
+    fn wrap(
+        out: candle_core::cuda_backend::cudarc::driver::CudaSlice<f32>,
+        like: &CudaStorage,
+    ) -> CudaStorage {
+        CudaStorage::wrap_cuda_slice(out, like.device.clone())
+    }
+
+    /// Runs `f` with the device statistics' data (3 x C).
+    fn with_stats<T>(
+        stats: &BatchStats,
+        c: usize,
+        f: impl FnOnce(&candle_core::cuda_backend::cudarc::driver::CudaView<f32>) -> Result<T>,
+    ) -> Result<T> {
+        let BatchStats::Device(t) = stats else {
+            bail!("batchnorm: statistics are on the host, the data on a GPU")
+        };
+        if t.dims() != [3, c] {
+            bail!("batchnorm: statistics {:?} for {c} channels", t.dims())
+        }
+        let (storage, layout) = t.storage_and_layout();
+        let Storage::Cuda(s) = &*storage else {
+            bail!("batchnorm: statistics are not on a GPU")
+        };
+        f(&input("batchnorm", "statistics", s, layout)?)
+    }
+
+    pub(super) fn stats(s: &CudaStorage, l: &Layout, eps: f64) -> Result<(CudaStorage, Shape)> {
+        let (b, c, p) = bcp(l)?;
+        let x = input("bn-stats", "x", s, l)?;
+        let mut out = output(&s.device, 3 * c)?;
+        let f = kernel(&s.device, "batchnorm", "bn_stats")?;
+        launch!(f, reduction(c); &x, &mut out, &i32_of(b)?, &i32_of(c)?, &i64_of(p), &eps);
+        Ok((wrap(out, s), Shape::from((3, c))))
+    }
+
+    pub(super) fn forward(
+        stats: &BatchStats,
+        (xs, xl): Operand,
+        (gs, gl): Operand,
+        (bs, bl): Operand,
+        act: Act,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (_, c, p) = bcp(xl)?;
+        let n = xl.shape().elem_count();
+        let x = input("bn-train", "x", xs, xl)?;
+        let gamma = input("bn-train", "weight", gs, gl)?;
+        let beta = input("bn-train", "bias", bs, bl)?;
+        let mut y = output(&xs.device, n)?;
+        let f = kernel(&xs.device, "batchnorm", "bn_forward")?;
+        with_stats(stats, c, |st| {
+            launch!(f, elementwise(n); &x, &gamma, &beta, st, &mut y, &i32_of(c)?, &i64_of(p),
+                &i64_of(n), &act_code(act));
+            Ok(())
+        })?;
+        Ok((wrap(y, xs), xl.shape().clone()))
+    }
+
+    pub(super) fn act_grad(
+        (ds, dl): Operand,
+        (ys, yl): Operand,
+        act: Act,
+    ) -> Result<(CudaStorage, Shape)> {
+        let n = dl.shape().elem_count();
+        if yl.shape().elem_count() != n {
+            bail!("bn-act-grad: {n} gradients for {:?} outputs", yl.dims())
+        }
+        let dy = input("bn-act-grad", "grad", ds, dl)?;
+        let y = input("bn-act-grad", "output", ys, yl)?;
+        let mut dz = output(&ds.device, n)?;
+        let f = kernel(&ds.device, "batchnorm", "bn_act_grad")?;
+        launch!(f, elementwise(n); &dy, &y, &mut dz, &i64_of(n), &act_code(act));
+        Ok((wrap(dz, ds), dl.shape().clone()))
+    }
+
+    pub(super) fn param_grads(
+        stats: &BatchStats,
+        (xs, xl): Operand,
+        (ds, dl): Operand,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (b, c, p) = bcp(xl)?;
+        let x = input("bn-param-grads", "x", xs, xl)?;
+        let dz = input("bn-param-grads", "grad", ds, dl)?;
+        let mut out = output(&xs.device, 2 * c)?;
+        let f = kernel(&xs.device, "batchnorm", "bn_param_grads")?;
+        with_stats(stats, c, |st| {
+            launch!(f, reduction(c); &x, &dz, st, &mut out, &i32_of(b)?, &i32_of(c)?,
+                &i64_of(p));
+            Ok(())
+        })?;
+        Ok((wrap(out, xs), Shape::from((2, c))))
+    }
+
+    pub(super) fn input_grad(
+        stats: &BatchStats,
+        (xs, xl): Operand,
+        (ds, dl): Operand,
+        (ps, pl): Operand,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (b, c, p) = bcp(xl)?;
+        let n = xl.shape().elem_count();
+        let x = input("bn-input-grad", "x", xs, xl)?;
+        let dz = input("bn-input-grad", "grad", ds, dl)?;
+        let packed = input("bn-input-grad", "params", ps, pl)?;
+        let mut dx = output(&xs.device, n)?;
+        let f = kernel(&xs.device, "batchnorm", "bn_input_grad")?;
+        with_stats(stats, c, |st| {
+            launch!(f, elementwise(n); &x, &dz, &packed, st, &mut dx, &i32_of(b)?, &i32_of(c)?,
+                &i64_of(p), &i64_of(n));
+            Ok(())
+        })?;
+        Ok((wrap(dx, xs), xl.shape().clone()))
+    }
 }
 
 #[cfg(test)]

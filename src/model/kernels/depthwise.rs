@@ -12,8 +12,12 @@
 //! gradient. They are bilinear and adjoint to each other, so each one's backward pass is
 //! expressed with the other two; this also makes higher-order gradients work.
 
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{
+    bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
+};
 use rayon::prelude::*;
+
+use super::activation::{bias_act_in_place, Act};
 
 /// Depthwise convolution of `x` (B, C, H, W) with `weight` (C, 1, kh, kw), PyTorch layout.
 ///
@@ -26,6 +30,16 @@ pub fn depthwise_conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
+    let geom = geometry(x, weight, stride, padding)?;
+    if !own_kernels(x, weight) {
+        // Correct everywhere (half precision, other devices), just slower.
+        return x.conv2d(weight, padding, stride, 1, geom.c);
+    }
+    apply(Mode::Forward, x, weight, geom)
+}
+
+/// The convolution's geometry, after checking the operands' shapes.
+fn geometry(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Geom> {
     let (b, c, h, w) = x.dims4()?;
     let (wc, one, kh, kw) = weight.dims4()?;
     if wc != c || one != 1 {
@@ -47,16 +61,48 @@ pub fn depthwise_conv2d(
             w + 2 * padding
         )
     }
-    let fast = x.device().is_cpu()
-        && weight.device().is_cpu()
-        && x.dtype() == weight.dtype()
-        && matches!(x.dtype(), DType::F32 | DType::F64);
-    if !fast {
-        // Correct everywhere (CUDA, half precision), just slower.
-        return x.conv2d(weight, padding, stride, 1, c);
+    Ok(Geom::new(b, c, h, w, kh, kw, stride, padding))
+}
+
+/// Whether this module's kernels run `x` and `weight`: f32 or f64 on the CPU, f32 on CUDA.
+fn own_kernels(x: &Tensor, weight: &Tensor) -> bool {
+    let same = x.dtype() == weight.dtype() && x.device().same_device(weight.device());
+    same && match x.device() {
+        candle_core::Device::Cpu => matches!(x.dtype(), DType::F32 | DType::F64),
+        candle_core::Device::Cuda(_) => cfg!(feature = "cuda") && x.dtype() == DType::F32,
+        _ => false,
     }
-    let geom = Geom::new(b, c, h, w, kh, kw, stride, padding);
-    apply(Mode::Forward, x, weight, geom)
+}
+
+/// `act(depthwise_conv2d(x, weight) + bias)` with the bias per channel: a frozen layer's
+/// convolution and its folded BatchNorm. On CUDA, when nothing needs a gradient, one kernel
+/// with the bias and activation in its epilogue; elsewhere the convolution, then
+/// [`bias_act_in_place`] over its fresh output.
+pub fn depthwise_conv2d_bias_act(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    act: Act,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let fused = x.device().is_cuda()
+        && own_kernels(x, weight)
+        && bias.dtype() == DType::F32
+        && !(x.track_op() || weight.track_op() || bias.track_op());
+    if !fused {
+        return bias_act_in_place(depthwise_conv2d(x, weight, stride, padding)?, bias, act);
+    }
+    let geom = geometry(x, weight, stride, padding)?;
+    if bias.dims() != [geom.c] {
+        bail!(
+            "depthwise_conv2d_bias_act: bias {:?} for {} channels",
+            bias.dims(),
+            geom.c
+        )
+    }
+    let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
+    x.apply_op3_no_bwd(&weight, &bias, &BiasActEpilogue { geom, act })
 }
 
 /// Which of the three bilinear kernels an op computes.
@@ -313,6 +359,17 @@ impl CustomOp2 for DepthwiseOp {
         }
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::run(self.mode, &self.geom, (s1, l1), (s2, l2))
+    }
+
     fn bwd(
         &self,
         arg1: &Tensor,
@@ -348,6 +405,170 @@ impl CustomOp2 for DepthwiseOp {
             ),
         };
         Ok((d1, d2))
+    }
+}
+
+/// (x, weight, bias) -> act(F(x, w) + bias): the frozen layer's convolution with its bias
+/// and activation as the epilogue. No backward (only built when nothing is tracked).
+struct BiasActEpilogue {
+    geom: Geom,
+    act: Act,
+}
+
+impl CustomOp3 for BiasActEpilogue {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d-bias-act"
+    }
+
+    /// The CPU twin of the CUDA kernel (the inspection path on the CPU runs the fused
+    /// blocks instead): the convolution, then the bias and activation per plane.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geom;
+        let x = operand::<f32>(s1, l1, g.x_dims(), "input")?;
+        let w = operand::<f32>(s2, l2, g.w_dims(), "weight")?;
+        let bias = super::cpu_f32(self.name(), "bias", s3, l3)?;
+        let mut out = forward(x, w, g);
+        super::activation::bias_act_planes(&mut out, bias, g.oh * g.ow, self.act);
+        Ok((CpuStorage::F32(out), Shape::from(g.out_dims().to_vec())))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::forward_bias_act(&self.geom, (s1, l1), (s2, l2), Some((s3, l3)), self.act)
+    }
+}
+
+/// The CUDA launches of the three kernels (src/model/kernels/cuda/depthwise.cu).
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::{Act, Geom, Mode};
+    use crate::model::kernels::cuda::{
+        elementwise, i32_of, input, kernel, launch, output, reduction,
+    };
+    use candle_core::{bail, CudaStorage, Layout, Result, Shape};
+
+    type Operand<'a> = (&'a CudaStorage, &'a Layout);
+
+    /// The kernels' shared geometry arguments (B, C, H, W, KH, KW, stride, pad, OH, OW).
+    fn dims(g: &Geom) -> Result<[i32; 10]> {
+        let mut out = [0i32; 10];
+        for (o, v) in out
+            .iter_mut()
+            .zip([g.b, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, g.oh, g.ow])
+        {
+            *o = i32_of(v)?;
+        }
+        Ok(out)
+    }
+
+    fn check(what: &str, l: &Layout, dims: [usize; 4]) -> Result<()> {
+        if l.dims() != dims {
+            bail!(
+                "depthwise: {what} has shape {:?}, expected {dims:?}",
+                l.dims()
+            )
+        }
+        Ok(())
+    }
+
+    pub(super) fn run(
+        mode: Mode,
+        g: &Geom,
+        a: Operand,
+        b: Operand,
+    ) -> Result<(CudaStorage, Shape)> {
+        match mode {
+            Mode::Forward => forward_bias_act(g, a, b, None, Act::None),
+            Mode::GradInput | Mode::GradWeight => gradient(mode, g, a, b),
+        }
+    }
+
+    pub(super) fn forward_bias_act(
+        g: &Geom,
+        (xs, xl): Operand,
+        (ws, wl): Operand,
+        bias: Option<Operand>,
+        act: Act,
+    ) -> Result<(CudaStorage, Shape)> {
+        check("input", xl, g.x_dims())?;
+        check("weight", wl, g.w_dims())?;
+        let op = "depthwise-conv2d";
+        let dev = &xs.device;
+        let x = input(op, "input", xs, xl)?;
+        let w = input(op, "weight", ws, wl)?;
+        let bias_view = match bias {
+            Some((bs, bl)) => Some(input(op, "bias", bs, bl)?),
+            None => None,
+        };
+        let n = g.out_dims().iter().product();
+        let mut out = output(dev, n)?;
+        let [b, c, h, wd, kh, kw, s, p, oh, ow] = dims(g)?;
+        // Without a bias the kernel never reads its pointer; the weights stand in.
+        let bias_arg = bias_view.as_ref().unwrap_or(&w);
+        let has_bias = i32::from(bias_view.is_some());
+        let act = super::super::activation::act_code(act);
+        let f = kernel(dev, "depthwise", "depthwise_fwd")?;
+        launch!(f, elementwise(n); &x, &w, bias_arg, &mut out, &b, &c, &h, &wd, &kh, &kw, &s,
+            &p, &oh, &ow, &has_bias, &act);
+        let out = CudaStorage::wrap_cuda_slice(out, dev.clone());
+        Ok((out, Shape::from(g.out_dims().to_vec())))
+    }
+
+    /// The two gradient kernels: (output gradient, weight) -> input gradient, gathered; and
+    /// (input, output gradient) -> weight gradient, one reduction block per weight.
+    fn gradient(
+        mode: Mode,
+        g: &Geom,
+        (s1, l1): Operand,
+        (s2, l2): Operand,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (name, first, second, out_dims) = match mode {
+            Mode::GradInput => (
+                "depthwise_grad_input",
+                ("output gradient", g.out_dims()),
+                ("weight", g.w_dims()),
+                g.x_dims(),
+            ),
+            _ => (
+                "depthwise_grad_weight",
+                ("input", g.x_dims()),
+                ("output gradient", g.out_dims()),
+                g.w_dims(),
+            ),
+        };
+        check(first.0, l1, first.1)?;
+        check(second.0, l2, second.1)?;
+        let dev = &s1.device;
+        let a = input(name, first.0, s1, l1)?;
+        let b = input(name, second.0, s2, l2)?;
+        let n: usize = out_dims.iter().product();
+        let mut out = output(dev, n)?;
+        let cfg = if mode == Mode::GradInput {
+            elementwise(n)
+        } else {
+            reduction(n)
+        };
+        let [bt, c, h, wd, kh, kw, s, p, oh, ow] = dims(g)?;
+        let f = kernel(dev, "depthwise", name)?;
+        launch!(f, cfg; &a, &b, &mut out, &bt, &c, &h, &wd, &kh, &kw, &s, &p, &oh, &ow);
+        let out = CudaStorage::wrap_cuda_slice(out, dev.clone());
+        Ok((out, Shape::from(out_dims.to_vec())))
     }
 }
 
@@ -606,6 +827,31 @@ mod tests {
             let theirs = x.conv2d(&wt, p, s, 1, c).unwrap();
             let d = max_abs_diff(&ours, &theirs);
             assert!(d < 1e-5, "case {:?}: diff {d}", (b, c, h, w, k, s, p));
+        }
+    }
+
+    /// The fused op's CPU twin (the reference of the CUDA epilogue kernel) against the
+    /// convolution followed by bias_act, bit for bit.
+    #[test]
+    fn bias_act_epilogue_twin_matches_conv_then_bias_act() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for (b, c, h, w, k, s, p) in cases() {
+            let x = rand_tensor(&mut rng, &[b, c, h, w]);
+            let wt = rand_tensor(&mut rng, &[c, 1, k, k]);
+            let bias = rand_tensor(&mut rng, &[c]);
+            let geom = geometry(&x, &wt, s, p).unwrap();
+            for act in [Act::None, Act::Relu, Act::Relu6] {
+                let fused = x
+                    .apply_op3_no_bwd(&wt, &bias, &BiasActEpilogue { geom, act })
+                    .unwrap();
+                let plain = super::super::activation::bias_act(
+                    &depthwise_conv2d(&x, &wt, s, p).unwrap(),
+                    &bias,
+                    act,
+                )
+                .unwrap();
+                assert_eq!(max_abs_diff(&fused, &plain), 0.0, "{act:?}");
+            }
         }
     }
 

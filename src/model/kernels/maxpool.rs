@@ -7,7 +7,7 @@
 //! run candle's pool on a zero-padded input, which is the same forward pass for
 //! non-negative inputs (after a ReLU), without a backward.
 
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Window geometry, shared by the forward and the backward op.
@@ -54,6 +54,15 @@ impl CustomOp1 for MaxPool {
         "max-pool"
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::forward(self.0, s, l)
+    }
+
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l, "input")?;
         let (b, c, h, w) = l.shape().dims4()?;
@@ -84,6 +93,17 @@ struct MaxPoolGrad(Pool);
 impl CustomOp2 for MaxPoolGrad {
     fn name(&self) -> &'static str {
         "max-pool-grad"
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::backward(self.0, (s1, l1), (s2, l2))
     }
 
     fn cpu_fwd(
@@ -125,7 +145,7 @@ pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, pad: usize) -> Result<Ten
         )
     }
     let pool = Pool { k, stride, pad };
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if super::activation::own_device(x) {
         return x.contiguous()?.apply_op1(MaxPool(pool));
     }
     x.pad_with_zeros(2, pad, pad)?
@@ -133,10 +153,60 @@ pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, pad: usize) -> Result<Ten
         .max_pool2d_with_stride(k, stride)
 }
 
+/// The CUDA launches (src/model/kernels/cuda/maxpool.cu).
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::Pool;
+    use crate::model::kernels::cuda::{elementwise, i32_of, input, kernel, launch, output};
+    use candle_core::{bail, CudaStorage, Layout, Result, Shape};
+
+    /// (B*C, H, W, OH, OW, k, stride, pad) as the kernels' ints, and the output's dims.
+    fn geometry(pool: Pool, l: &Layout) -> Result<([i32; 8], [usize; 4])> {
+        let (b, c, h, w) = l.shape().dims4()?;
+        let (oh, ow) = (pool.out_size(h), pool.out_size(w));
+        let mut args = [0i32; 8];
+        for (a, v) in args
+            .iter_mut()
+            .zip([b * c, h, w, oh, ow, pool.k, pool.stride, pool.pad])
+        {
+            *a = i32_of(v)?;
+        }
+        Ok((args, [b, c, oh, ow]))
+    }
+
+    pub(super) fn forward(pool: Pool, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let x = input("max-pool", "input", s, l)?;
+        let ([bc, h, w, oh, ow, k, st, p], dims) = geometry(pool, l)?;
+        let n = dims.iter().product();
+        let mut out = output(&s.device, n)?;
+        let f = kernel(&s.device, "maxpool", "maxpool_fwd")?;
+        launch!(f, elementwise(n); &x, &mut out, &bc, &h, &w, &oh, &ow, &k, &st, &p);
+        Ok((CudaStorage::wrap_cuda_slice(out, s.device.clone()), Shape::from(dims.to_vec())))
+    }
+
+    pub(super) fn backward(
+        pool: Pool,
+        (xs, xl): (&CudaStorage, &Layout),
+        (gs, gl): (&CudaStorage, &Layout),
+    ) -> Result<(CudaStorage, Shape)> {
+        let ([bc, h, w, oh, ow, k, st, p], dims) = geometry(pool, xl)?;
+        if gl.dims() != dims {
+            bail!("max-pool-grad: gradient {:?}, expected {dims:?}", gl.dims())
+        }
+        let x = input("max-pool-grad", "input", xs, xl)?;
+        let g = input("max-pool-grad", "gradient", gs, gl)?;
+        let n = xl.shape().elem_count();
+        let mut gx = output(&xs.device, n)?;
+        let f = kernel(&xs.device, "maxpool", "maxpool_bwd")?;
+        launch!(f, elementwise(n); &x, &g, &mut gx, &bc, &h, &w, &oh, &ow, &k, &st, &p);
+        Ok((CudaStorage::wrap_cuda_slice(gx, xs.device.clone()), xl.shape().clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
