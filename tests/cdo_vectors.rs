@@ -3,8 +3,12 @@
 
 use candle_core::{DType, Device, Tensor};
 use cdo_inspect::model::cdo::{anomaly_map, anomaly_maps_host, cdo_loss, LossConfig};
+use cdo_inspect::model::kernels::resize::Upsampling;
 use cdo_inspect::model::postprocess::{gaussian_smooth, max_value, top_fraction_mean};
 use serde::Deserialize;
+
+/// The reference's placement of the levels: the vectors were computed with torch.
+const AC: Upsampling = Upsampling::AlignCorners;
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cdo_vectors.json");
 
@@ -85,6 +89,7 @@ fn check_losses(dt: DType, rel: f64) {
             gamma: case.gamma,
             mom: case.mom,
             oom: case.oom,
+            upsampling: AC,
         };
         let out = cdo_loss(&e, &a, Some(&m), &cfg).unwrap();
         let total = out
@@ -125,7 +130,7 @@ fn anomaly_map_smoothing_and_scores() {
     let plane = h * w;
 
     for dt in [DType::F64, DType::F32] {
-        let map = anomaly_map(&tensors(&v.expert, dt), &tensors(&v.apprentice, dt), h, w).unwrap();
+        let map = anomaly_map(&tensors(&v.expert, dt), &tensors(&v.apprentice, dt), h, w, AC).unwrap();
         assert_eq!(map.dims(), &[b, h, w]);
         let raw: Vec<f32> = map
             .to_dtype(DType::F32)
@@ -136,7 +141,7 @@ fn anomaly_map_smoothing_and_scores() {
             .unwrap();
         assert_map(&raw, &v.map_raw.data, &format!("map_raw ({dt:?})"));
         // The host path CPU inference takes: the same maps.
-        let host = anomaly_maps_host(&tensors(&v.expert, dt), &tensors(&v.apprentice, dt), h, w)
+        let host = anomaly_maps_host(&tensors(&v.expert, dt), &tensors(&v.apprentice, dt), h, w, AC)
             .unwrap();
         assert_eq!(host.len(), b);
         assert_map(&host.concat(), &v.map_raw.data, &format!("host map_raw ({dt:?})"));

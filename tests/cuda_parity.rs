@@ -302,6 +302,7 @@ fn maxpool_forward_backward(gpu: &Device) {
 #[cfg(feature = "cuda")]
 fn anomaly_map_and_smoothing(gpu: &Device) {
     use cdo_inspect::model::cdo::{anomaly_maps_cuda, anomaly_maps_host};
+    use cdo_inspect::model::kernels::resize::Upsampling;
     use cdo_inspect::model::kernels::cuda::map::gaussian_smooth;
     use cdo_inspect::model::postprocess::gaussian_smooth as smooth_host;
     let b = 3;
@@ -319,12 +320,17 @@ fn anomaly_map_and_smoothing(gpu: &Device) {
             .collect::<Vec<_>>()
     };
     let s = 128;
-    let cpu_raw = anomaly_maps_host(&fe, &fa, s, s).unwrap();
-    let gpu_raw = anomaly_maps_cuda(&to_gpu(&fe), &to_gpu(&fa), s, s).unwrap();
-    let cpu_flat: Vec<f32> = cpu_raw.concat();
-    let d = max_diff(&cpu_flat, &host(&gpu_raw));
-    println!("  raw map: max |cpu - gpu| = {d:.3e}");
-    assert!(d <= TOL, "raw maps differ by {d}");
+    // The reference's placement of the levels, then the receptive field's (the default).
+    let up = [Upsampling::AlignCorners, Upsampling::ReceptiveField];
+    for up in up {
+        let cpu = anomaly_maps_host(&fe, &fa, s, s, up).unwrap().concat();
+        let gpu = anomaly_maps_cuda(&to_gpu(&fe), &to_gpu(&fa), s, s, up).unwrap();
+        let d = max_diff(&cpu, &host(&gpu));
+        println!("  raw map ({up:?}): max |cpu - gpu| = {d:.3e}");
+        assert!(d <= TOL, "raw maps ({up:?}) differ by {d}");
+    }
+    let cpu_raw = anomaly_maps_host(&fe, &fa, s, s, Upsampling::ReceptiveField).unwrap();
+    let gpu_raw = anomaly_maps_cuda(&to_gpu(&fe), &to_gpu(&fa), s, s, Upsampling::ReceptiveField).unwrap();
     for sigma in [4.0f32, 1.5] {
         let cpu_s: Vec<f32> = cpu_raw
             .iter()

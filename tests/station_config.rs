@@ -45,6 +45,7 @@ fn write_bundle(dir: &Path, threshold_scores: &[f32]) {
             seconds: 1.0,
         },
         geometry: Default::default(),
+        upsampling: Default::default(),
     };
     std::fs::write(dir.join(bundle::META_FILE), toml::to_string(&meta).unwrap()).unwrap();
     std::fs::write(dir.join(bundle::WEIGHTS_FILE), b"").unwrap();

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::backbone::BackboneKind;
 use crate::model::postprocess::ScoreMethod;
+use crate::model::kernels::resize::Upsampling;
 use geometry::Geometry;
 use settings::TrainConfig;
 
@@ -164,6 +165,15 @@ pub struct BundleMeta {
     /// as before.
     #[serde(default, skip_serializing_if = "Geometry::is_default")]
     pub geometry: Geometry,
+    /// Where each feature level's discrepancy is placed in the map. Absent in bundles
+    /// written before it was a choice, which were all trained and calibrated with the
+    /// reference's align corners; not written for that value, so they stay byte for byte.
+    #[serde(default, skip_serializing_if = "is_align_corners")]
+    pub upsampling: Upsampling,
+}
+
+fn is_align_corners(u: &Upsampling) -> bool {
+    *u == Upsampling::AlignCorners
 }
 
 impl BundleMeta {
@@ -467,6 +477,7 @@ pub(crate) fn example_meta() -> BundleMeta {
             seconds: 1.0,
         },
         geometry: Geometry::default(),
+        upsampling: Upsampling::ReceptiveField,
     }
 }
 

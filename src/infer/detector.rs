@@ -538,15 +538,15 @@ impl Detector {
     /// one S*S row-major vector per image; on CUDA (f32 features) a B x S x S tensor left on
     /// the GPU for [`Detector::finish_all`] to smooth there.
     pub fn raw_maps(&self, fe: &[Tensor], fa: &[Tensor]) -> Result<RawMaps, InferError> {
-        let s = self.meta.input_size as usize;
+        let (s, up) = (self.meta.input_size as usize, self.meta.upsampling);
         if self.device.is_cpu() {
-            return Ok(RawMaps::Host(anomaly_maps_host(fe, fa, s, s)?));
+            return Ok(RawMaps::Host(anomaly_maps_host(fe, fa, s, s, up)?));
         }
         #[cfg(feature = "cuda")]
         if self.device.is_cuda() && fe.iter().chain(fa).all(|t| t.dtype() == DType::F32) {
-            return Ok(RawMaps::Device(crate::model::cdo::anomaly_maps_cuda(fe, fa, s, s)?));
+            return Ok(RawMaps::Device(crate::model::cdo::anomaly_maps_cuda(fe, fa, s, s, up)?));
         }
-        let maps = anomaly_map(fe, fa, s, s)?.to_dtype(DType::F32)?;
+        let maps = anomaly_map(fe, fa, s, s, up)?.to_dtype(DType::F32)?;
         Ok(RawMaps::Host(maps.flatten_from(1)?.to_vec2()?))
     }
 

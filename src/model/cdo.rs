@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, DType, Result, Storage, StorageRef, Tensor};
 
 use rayon::prelude::*;
 
-use super::kernels::resize::{bilinear_align_corners, nearest, BilinearRows};
+use super::kernels::resize::{bilinear, nearest, BilinearRows, Upsampling};
 
 /// Added under the square root of the channel norm, as `sqrt(Σf² + EPS_NORM²)`: keeps an
 /// all-zero feature vector finite (and its gradient finite) instead of 0/0. Relative effect
@@ -39,6 +39,9 @@ pub struct LossConfig {
     pub gamma: f64,
     pub mom: bool,
     pub oom: bool,
+    /// How the coarser levels are brought onto the first level's grid.
+    #[serde(default)]
+    pub upsampling: Upsampling,
 }
 
 impl Default for LossConfig {
@@ -48,6 +51,7 @@ impl Default for LossConfig {
             gamma: 2.0,
             mom: true,
             oom: true,
+            upsampling: Upsampling::AlignCorners,
         }
     }
 }
@@ -205,8 +209,8 @@ pub fn cdo_loss(
     let mut level_losses = Vec::with_capacity(expert.len());
     let mut stats = Vec::with_capacity(expert.len() * 3);
     for (e, a) in expert.iter().zip(apprentice) {
-        let e = bilinear_align_corners(&e.detach().to_dtype(dt)?, h0, w0)?;
-        let a = bilinear_align_corners(&a.to_dtype(dt)?, h0, w0)?;
+        let e = bilinear(&e.detach().to_dtype(dt)?, h0, w0, cfg.upsampling)?;
+        let a = bilinear(&a.to_dtype(dt)?, h0, w0, cfg.upsampling)?;
         let diff = (l2_normalize_channels(&e)? - l2_normalize_channels(&a)?)?;
         let d = diff.sqr()?.sum_keepdim(1)?; // B×1×h0×w0
         let dd = d.detach();
@@ -273,7 +277,8 @@ pub fn cdo_loss(
 /// The unsmoothed anomaly map, B × out_h × out_w.
 ///
 /// Per level `a_l = 1 − cos(f_E, f_A)` over channels at the level's own resolution, then
-/// bilinear (align_corners=true) to the output size; the map is the mean over levels.
+/// bilinear to the output size (cells placed as `up` says; the reference: align corners);
+/// the map is the mean over levels.
 /// Gaussian smoothing and scoring are host-side (`postprocess`). Half-precision inputs give
 /// an F32 map.
 pub fn anomaly_map(
@@ -281,6 +286,7 @@ pub fn anomaly_map(
     apprentice: &[Tensor],
     out_h: usize,
     out_w: usize,
+    up: Upsampling,
 ) -> Result<Tensor> {
     check_features(expert, apprentice)?;
     if out_h == 0 || out_w == 0 {
@@ -294,7 +300,7 @@ pub fn anomaly_map(
         let e = l2_normalize_channels(&e.to_dtype(dt)?)?;
         let a = l2_normalize_channels(&a.to_dtype(dt)?)?;
         let cos = (e * a)?.sum_keepdim(1)?;
-        let al = bilinear_align_corners(&cos.affine(-1.0, 1.0)?, out_h, out_w)?;
+        let al = bilinear(&cos.affine(-1.0, 1.0)?, out_h, out_w, up)?;
         sum = Some(match sum {
             None => al,
             Some(s) => (s + al)?,
@@ -314,9 +320,10 @@ pub fn anomaly_maps_cuda(
     apprentice: &[Tensor],
     out_h: usize,
     out_w: usize,
+    up: Upsampling,
 ) -> Result<Tensor> {
     check_features(expert, apprentice)?;
-    super::kernels::cuda::map::anomaly_map(expert, apprentice, out_h, out_w, EPS_NORM)
+    super::kernels::cuda::map::anomaly_map(expert, apprentice, out_h, out_w, up, EPS_NORM)
 }
 
 /// [`anomaly_map`] computed on the host (sums in f64, map in f32), one `out_h * out_w` row-major map per image:
@@ -333,6 +340,7 @@ pub fn anomaly_maps_host(
     apprentice: &[Tensor],
     out_h: usize,
     out_w: usize,
+    up: Upsampling,
 ) -> Result<Vec<Vec<f32>>> {
     let (b, _, _) = check_features(expert, apprentice)?;
     if out_h == 0 || out_w == 0 {
@@ -357,7 +365,7 @@ pub fn anomaly_maps_host(
                         &e.values()[i * n..(i + 1) * n],
                         &a.values()[i * n..(i + 1) * n],
                     );
-                    BilinearRows::new(&discrepancy_plane(e, a, h * w), *h, *w, out_h, out_w)
+                    BilinearRows::new(&discrepancy_plane(e, a, h * w), *h, *w, out_h, out_w, up)
                 })
                 .collect();
             let mut sum = vec![0f32; out_h * out_w];
@@ -442,6 +450,7 @@ impl<'a> HostF32<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const AC: Upsampling = Upsampling::AlignCorners;
     use crate::test_util::{max_abs, max_abs_diff_slices, values};
     use candle_core::{Device, Var};
 
@@ -533,6 +542,7 @@ mod tests {
             gamma: 0.0,
             mom: true,
             oom: true,
+            upsampling: Upsampling::ReceptiveField,
         };
         let out = cdo_loss(&tensors(&e), &tensors(&a), Some(&mask), &cfg).unwrap();
         let grads = out.total.backward().unwrap();
@@ -588,13 +598,14 @@ mod tests {
                 gamma: 0.0,
                 mom: false,
                 oom: false,
+                upsampling: Upsampling::ReceptiveField,
             },
         ] {
             let out = cdo_loss(&e, &e, Some(&mask), &cfg).unwrap();
             let t = out.total.to_scalar::<f32>().unwrap();
             assert!(t.is_finite() && t.abs() < 1e-6, "{t}");
         }
-        let m = anomaly_map(&e, &e, 16, 16).unwrap();
+        let m = anomaly_map(&e, &e, 16, 16, AC).unwrap();
         assert_eq!(m.dims(), &[2, 16, 16]);
         let mx = max_abs(&m);
         assert!(mx < 1e-6, "{mx}");
@@ -608,7 +619,7 @@ mod tests {
     fn host_map_reads_views_and_other_dtypes_like_contiguous_f32() {
         let (e, a, _) = pair(DType::F32);
         let (e, a) = (tensors(&e), tensors(&a));
-        let want = anomaly_maps_host(&e, &a, 16, 16).unwrap();
+        let want = anomaly_maps_host(&e, &a, 16, 16, AC).unwrap();
         assert_eq!(want.len(), 2);
         // Contiguous f32 features are borrowed in place, the rest copied: same maps.
         let f64s = |v: &[Tensor]| -> Vec<Tensor> {
@@ -622,23 +633,26 @@ mod tests {
         };
         assert!(!strided(&e)[0].is_contiguous());
         assert_eq!(
-            anomaly_maps_host(&f64s(&e), &f64s(&a), 16, 16).unwrap(),
+            anomaly_maps_host(&f64s(&e), &f64s(&a), 16, 16, AC).unwrap(),
             want
         );
         assert_eq!(
-            anomaly_maps_host(&strided(&e), &strided(&a), 16, 16).unwrap(),
+            anomaly_maps_host(&strided(&e), &strided(&a), 16, 16, AC).unwrap(),
             want
         );
         // The second image of a batch, alone: the borrowed slice starts at its offset.
         let second = |v: &[Tensor]| -> Vec<Tensor> {
             v.iter().map(|t| t.narrow(0, 1, 1).unwrap()).collect()
         };
-        let one = anomaly_maps_host(&second(&e), &second(&a), 16, 16).unwrap();
+        let one = anomaly_maps_host(&second(&e), &second(&a), 16, 16, AC).unwrap();
         assert_eq!(one, vec![want[1].clone()]);
-        // And the tensor path agrees to float rounding.
-        let t = values(&anomaly_map(&e, &a, 16, 16).unwrap());
-        let d = max_abs_diff_slices(&t, &want.concat());
-        assert!(d < 1e-5, "tensor and host maps differ by {d}");
+        // And the tensor path agrees to float rounding, with either placement.
+        for up in [AC, Upsampling::ReceptiveField] {
+            let t = values(&anomaly_map(&e, &a, 16, 16, up).unwrap());
+            let host = anomaly_maps_host(&e, &a, 16, 16, up).unwrap().concat();
+            let d = max_abs_diff_slices(&t, &host);
+            assert!(d < 1e-5, "{up:?}: tensor and host maps differ by {d}");
+        }
         // A level larger than one parallel run of positions (1024), with a short last run.
         let dims = (1, 3, 40, 40);
         let mk = |seed| Tensor::from_vec(features(seed, dims), dims, &Device::Cpu).unwrap();
@@ -646,8 +660,8 @@ mod tests {
             vec![mk(7).to_dtype(DType::F32).unwrap()],
             vec![mk(8).to_dtype(DType::F32).unwrap()],
         );
-        let host = anomaly_maps_host(&e, &a, 40, 40).unwrap().concat();
-        let t = values(&anomaly_map(&e, &a, 40, 40).unwrap());
+        let host = anomaly_maps_host(&e, &a, 40, 40, AC).unwrap().concat();
+        let t = values(&anomaly_map(&e, &a, 40, 40, AC).unwrap());
         assert_eq!(host.len(), 1600);
         let d = max_abs_diff_slices(&t, &host);
         assert!(d < 1e-5, "tensor and host maps differ by {d}");
@@ -666,6 +680,6 @@ mod tests {
         assert!(cdo_loss(&e, &swapped, None, &cfg).is_err());
         let neg = LossConfig { gamma: -1.0, ..cfg };
         assert!(cdo_loss(&e, &a, None, &neg).is_err());
-        assert!(anomaly_map(&e, &a, 0, 4).is_err());
+        assert!(anomaly_map(&e, &a, 0, 4, AC).is_err());
     }
 }

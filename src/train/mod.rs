@@ -49,6 +49,7 @@ impl TrainConfig {
             gamma: self.gamma,
             mom: self.mom,
             oom: self.oom,
+            upsampling: self.upsampling(),
         }
     }
 }
@@ -385,6 +386,7 @@ pub fn bundle_meta(
         calibration: None,
         training,
         geometry: cfg.geometry(),
+        upsampling: cfg.upsampling(),
     }
 }
 

@@ -10,26 +10,50 @@
 //! post-processing of large maps, where a dense interpolation matrix would be wasteful.
 
 use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
 
-/// Source coordinate of output index `o` for align_corners=true: `o * (n_in-1)/(n_out-1)`.
+/// Where bilinear upsampling puts a coarse grid's cells in the finer one: how a feature
+/// level's discrepancy is placed in the anomaly map (and, in training, on the first level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Upsampling {
+    /// torch's `align_corners=True`, the reference implementation's: the first and last
+    /// cells on the first and last output pixels. A level of stride s is stretched by
+    /// (n_out − 1)/(n_out − s), so its cells land up to s − 1 pixels right of and below
+    /// what they see (15 px at the far edge of a 256 px input's stride-16 level).
+    #[default]
+    AlignCorners,
+    /// Cell i of a level of stride s = n_out / n_in on output pixel s·i: the centre of its
+    /// receptive field, as every convolution of both backbones is padded symmetrically
+    /// (k/2). Past the last cell its value is held. All levels then agree where a defect is.
+    ReceptiveField,
+}
+
+/// Source coordinate of output index `o` under `up`:
+/// `o (n_in − 1)/(n_out − 1)` (align corners) or `o n_in / n_out` (receptive field).
 /// Returns (lower index, upper index, fraction of the upper one).
 #[inline]
-fn align_corners_coord(o: usize, n_in: usize, n_out: usize) -> (usize, usize, f64) {
+fn source_coord(o: usize, n_in: usize, n_out: usize, up: Upsampling) -> (usize, usize, f64) {
     if n_out <= 1 || n_in <= 1 {
         // torch: with a single output (or input) sample the scale is 0, so index 0 is taken.
         return (0, 0, 0.0);
     }
-    let x = o as f64 * (n_in - 1) as f64 / (n_out - 1) as f64;
+    let x = match up {
+        Upsampling::AlignCorners => o as f64 * (n_in - 1) as f64 / (n_out - 1) as f64,
+        Upsampling::ReceptiveField => o as f64 * n_in as f64 / n_out as f64,
+    };
     let x0 = (x.floor() as usize).min(n_in - 1);
     let x1 = (x0 + 1).min(n_in - 1);
-    (x0, x1, x - x0 as f64)
+    // Past the last cell (receptive field only) both indices are the last: the value held.
+    let f = if x1 == x0 { 0.0 } else { x - x0 as f64 };
+    (x0, x1, f)
 }
 
-/// Dense `n_out x n_in` interpolation matrix (row-major, f64) for align_corners=true.
-fn align_corners_matrix(n_in: usize, n_out: usize) -> Vec<f64> {
+/// Dense `n_out x n_in` interpolation matrix (row-major, f64).
+fn interpolation_matrix(n_in: usize, n_out: usize, up: Upsampling) -> Vec<f64> {
     let mut m = vec![0.0f64; n_out * n_in];
     for o in 0..n_out {
-        let (x0, x1, f) = align_corners_coord(o, n_in, n_out);
+        let (x0, x1, f) = source_coord(o, n_in, n_out, up);
         m[o * n_in + x0] += 1.0 - f;
         m[o * n_in + x1] += f;
     }
@@ -37,13 +61,14 @@ fn align_corners_matrix(n_in: usize, n_out: usize) -> Vec<f64> {
 }
 
 /// Transposed interpolation matrix (`n_in x n_out`) as a tensor of `dtype` on `device`.
-fn align_corners_matrix_t(
+fn interpolation_matrix_t(
     n_in: usize,
     n_out: usize,
+    up: Upsampling,
     dtype: DType,
     device: &Device,
 ) -> candle_core::Result<Tensor> {
-    let m = align_corners_matrix(n_in, n_out);
+    let m = interpolation_matrix(n_in, n_out, up);
     let mut t = vec![0.0f64; n_in * n_out];
     for o in 0..n_out {
         for i in 0..n_in {
@@ -73,14 +98,24 @@ fn check_out(out_h: usize, out_w: usize, what: &str) -> candle_core::Result<()> 
 
 /// Bilinear resize of a (B, C, H, W) tensor, identical to torch's
 /// `interpolate(mode='bilinear', align_corners=True)`.
-///
-/// Computed as `Ry · x · Rwᵀ` with small interpolation matrices built on the host, so it is
-/// differentiable with respect to `x` and runs on whatever device `x` lives on. Axes whose
-/// size does not change are skipped (identity), and an unchanged size returns a cheap clone.
 pub fn bilinear_align_corners(
     x: &Tensor,
     out_h: usize,
     out_w: usize,
+) -> candle_core::Result<Tensor> {
+    bilinear(x, out_h, out_w, Upsampling::AlignCorners)
+}
+
+/// Bilinear resize of a (B, C, H, W) tensor with the cells placed as `up` says.
+///
+/// Computed as `Ry · x · Rwᵀ` with small interpolation matrices built on the host, so it is
+/// differentiable with respect to `x` and runs on whatever device `x` lives on. Axes whose
+/// size does not change are skipped (identity), and an unchanged size returns a cheap clone.
+pub fn bilinear(
+    x: &Tensor,
+    out_h: usize,
+    out_w: usize,
+    up: Upsampling,
 ) -> candle_core::Result<Tensor> {
     let (b, c, h, w) = dims4(x, "bilinear_align_corners")?;
     check_out(out_h, out_w, "bilinear_align_corners")?;
@@ -98,12 +133,12 @@ pub fn bilinear_align_corners(
     // Width: (N*H, W) · Rwᵀ(W, out_w).
     let mut y = x.contiguous()?.reshape((n * h, w))?;
     if w != out_w {
-        let rw_t = align_corners_matrix_t(w, out_w, dtype, device)?;
+        let rw_t = interpolation_matrix_t(w, out_w, up, dtype, device)?;
         y = y.matmul(&rw_t)?;
     }
     // Height: bring H last, (N*out_w, H) · Ryᵀ(H, out_h), and transpose back.
     if h != out_h {
-        let ry_t = align_corners_matrix_t(h, out_h, dtype, device)?;
+        let ry_t = interpolation_matrix_t(h, out_h, up, dtype, device)?;
         y = y
             .reshape((n, h, out_w))?
             .transpose(1, 2)?
@@ -168,7 +203,7 @@ pub fn bilinear_align_corners_plane(
     if h == out_h && w == out_w && src.len() == h * w {
         return src.to_vec();
     }
-    let Some(rows) = BilinearRows::new(src, h, w, out_h, out_w) else {
+    let Some(rows) = BilinearRows::new(src, h, w, out_h, out_w, Upsampling::AlignCorners) else {
         return Vec::new();
     };
     let mut out = vec![0.0f32; out_h * out_w];
@@ -178,13 +213,15 @@ pub fn bilinear_align_corners_plane(
     out
 }
 
-/// Bilinear (align_corners=true) upsampling of one plane, output row by output row: every
+/// Bilinear upsampling of one plane (cells placed as [`Upsampling`] says), output row by
+/// output row: every
 /// source row is interpolated horizontally once, and each output row blends two of them.
 /// Rows can then be built in any order, in parallel, or summed over several planes
 /// without a full-size temporary per plane.
 pub struct BilinearRows {
     /// The `h` source rows, each interpolated to `out_w` columns.
     rows: Vec<f32>,
+    up: Upsampling,
     h: usize,
     out_h: usize,
     out_w: usize,
@@ -192,13 +229,20 @@ pub struct BilinearRows {
 
 impl BilinearRows {
     /// `None` if `src` does not hold `h*w` values or a size is zero.
-    pub fn new(src: &[f32], h: usize, w: usize, out_h: usize, out_w: usize) -> Option<Self> {
+    pub fn new(
+        src: &[f32],
+        h: usize,
+        w: usize,
+        out_h: usize,
+        out_w: usize,
+        up: Upsampling,
+    ) -> Option<Self> {
         if h == 0 || w == 0 || out_h == 0 || out_w == 0 || src.len() != h * w {
             return None;
         }
         let xs: Vec<(usize, usize, f32)> = (0..out_w)
             .map(|o| {
-                let (a, b, f) = align_corners_coord(o, w, out_w);
+                let (a, b, f) = source_coord(o, w, out_w, up);
                 (a, b, f as f32)
             })
             .collect();
@@ -208,6 +252,7 @@ impl BilinearRows {
         }
         Some(BilinearRows {
             rows,
+            up,
             h,
             out_h,
             out_w,
@@ -216,7 +261,7 @@ impl BilinearRows {
 
     /// The two interpolated source rows output row `oy` blends, and the second one's weight.
     fn pair(&self, oy: usize) -> (&[f32], &[f32], f32) {
-        let (y0, y1, fy) = align_corners_coord(oy, self.h, self.out_h);
+        let (y0, y1, fy) = source_coord(oy, self.h, self.out_h, self.up);
         let row = |y: usize| &self.rows[y * self.out_w..(y + 1) * self.out_w];
         (row(y0), row(y1), fy as f32)
     }
@@ -292,6 +337,40 @@ mod tests {
             &flat(&bilinear_align_corners(&x, 2, 2).unwrap()),
             &[0., 1., 2., 3.],
         );
+    }
+
+    #[test]
+    fn receptive_field_puts_cell_i_on_pixel_stride_times_i() {
+        // Stride 4: cells on pixels 0 and 4, blended between, the last held past it.
+        let x = t4(&[0., 1.], 1, 2);
+        let up = Upsampling::ReceptiveField;
+        close(
+            &flat(&bilinear(&x, 1, 8, up).unwrap()),
+            &[0., 0.25, 0.5, 0.75, 1., 1., 1., 1.],
+        );
+        // One hot cell of a stride-16 level (16 cells, a 256 px input) peaks at 16 i with
+        // this placement; align corners puts it at 17 i, 15 px further for the last cell.
+        let peak = |up| {
+            let mut v = vec![0f32; 16];
+            v[15] = 1.0;
+            let rows = BilinearRows::new(&v, 1, 16, 1, 256, up).unwrap();
+            let mut out = vec![0f32; 256];
+            rows.write_row(0, &mut out);
+            out.iter().position(|&v| v == 1.0).unwrap()
+        };
+        assert_eq!(peak(up), 240);
+        assert_eq!(peak(Upsampling::AlignCorners), 255);
+        // The plane and the tensor versions agree (training uses one, inference the other).
+        let src: Vec<f32> = (0..12).map(|i| ((i * 7) % 5) as f32).collect();
+        let t = Tensor::from_vec(src.clone(), (1, 1, 3, 4), &Device::Cpu).unwrap();
+        let want = flat(&bilinear(&t.to_dtype(DType::F64).unwrap(), 12, 16, up).unwrap());
+        let rows = BilinearRows::new(&src, 3, 4, 12, 16, up).unwrap();
+        let mut got = vec![0f32; 12 * 16];
+        for (oy, row) in got.chunks_exact_mut(16).enumerate() {
+            rows.write_row(oy, row);
+        }
+        let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+        close(&got, &want);
     }
 
     #[test]

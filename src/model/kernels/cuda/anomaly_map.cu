@@ -1,6 +1,7 @@
 // The anomaly map on the device (src/model/cdo.rs anomaly_maps_host and
 // src/model/postprocess.rs gaussian_smooth_in_place): per level 1 - cos(e, a) over the
-// channels, bilinear upsampling (align_corners = true) to the input size, the mean over the
+// channels, bilinear upsampling to the input size (align corners, or receptive field: see
+// resize.rs Upsampling), the mean over the
 // levels, then scipy's gaussian_filter (truncate 4, mode 'reflect'). Arithmetic is written
 // with explicit roundings (__fadd_rn, __dmul_rn ...) so no multiply-add is contracted, as
 // on the CPU.
@@ -26,31 +27,34 @@ extern "C" __global__ void cos_discrepancy(const float* e, const float* a, float
     }
 }
 
-// align_corners = true: output o samples o (n_in - 1) / (n_out - 1); lower index, upper
-// index and the upper one's weight (computed in double, used as f32).
-__device__ __forceinline__ void align_corners(int o, int n_in, int n_out, int* i0, int* i1,
-                                              float* f) {
+// resize.rs source_coord: output o samples o (n_in - 1) / (n_out - 1) (align corners) or
+// o n_in / n_out (receptive field, held past the last cell); lower index, upper index and
+// the upper one's weight (computed in double, used as f32).
+__device__ __forceinline__ void source_coord(int o, int n_in, int n_out, int receptive_field,
+                                             int* i0, int* i1, float* f) {
     if (n_out <= 1 || n_in <= 1) {
         *i0 = 0;
         *i1 = 0;
         *f = 0.0f;
         return;
     }
-    double x = (double)o * (double)(n_in - 1) / (double)(n_out - 1);
+    double x = receptive_field ? (double)o * (double)n_in / (double)n_out
+                               : (double)o * (double)(n_in - 1) / (double)(n_out - 1);
     int x0 = min((int)floor(x), n_in - 1);
+    int x1 = min(x0 + 1, n_in - 1);
     *i0 = x0;
-    *i1 = min(x0 + 1, n_in - 1);
-    *f = (float)(x - (double)x0);
+    *i1 = x1;
+    *f = x1 == x0 ? 0.0f : (float)(x - (double)x0);
 }
 
 // One level's discrepancy plane (h x w) at output (oy, ox): horizontal blends of the two
 // source rows, then the vertical blend (the CPU's BilinearRows order).
 __device__ __forceinline__ float bilinear_at(const float* plane, int h, int w, int out_h,
-                                             int out_w, int oy, int ox) {
+                                             int out_w, int oy, int ox, int rf) {
     int y0, y1, x0, x1;
     float fy, fx;
-    align_corners(oy, h, out_h, &y0, &y1, &fy);
-    align_corners(ox, w, out_w, &x0, &x1, &fx);
+    source_coord(oy, h, out_h, rf, &y0, &y1, &fy);
+    source_coord(ox, w, out_w, rf, &x0, &x1, &fx);
     const float* r0 = plane + (long long)y0 * w;
     const float* r1 = plane + (long long)y1 * w;
     float a = __fadd_rn(r0[x0], __fmul_rn(__fsub_rn(r0[x1], r0[x0]), fx));
@@ -63,7 +67,8 @@ __device__ __forceinline__ float bilinear_at(const float* plane, int h, int w, i
 extern "C" __global__ void upsample_mean(const float* d0, int h0, int w0, const float* d1, int h1,
                                          int w1, const float* d2, int h2, int w2,
                                          const float* d3, int h3, int w3, int levels,
-                                         float* out, int B, int out_h, int out_w) {
+                                         float* out, int B, int out_h, int out_w,
+                                         int receptive_field) {
     long long plane = (long long)out_h * out_w;
     long long n = (long long)B * plane;
     float inv = 1.0f / (float)levels;
@@ -71,13 +76,17 @@ extern "C" __global__ void upsample_mean(const float* d0, int h0, int w0, const 
         long long b = i / plane;
         int oy = (int)((i % plane) / out_w), ox = (int)(i % out_w);
         float acc = 0.0f;
-        acc = __fadd_rn(acc, bilinear_at(d0 + b * h0 * w0, h0, w0, out_h, out_w, oy, ox));
+        acc = __fadd_rn(acc, bilinear_at(d0 + b * h0 * w0, h0, w0, out_h, out_w, oy, ox,
+                                               receptive_field));
         if (levels > 1)
-            acc = __fadd_rn(acc, bilinear_at(d1 + b * h1 * w1, h1, w1, out_h, out_w, oy, ox));
+            acc = __fadd_rn(acc, bilinear_at(d1 + b * h1 * w1, h1, w1, out_h, out_w, oy, ox,
+                                               receptive_field));
         if (levels > 2)
-            acc = __fadd_rn(acc, bilinear_at(d2 + b * h2 * w2, h2, w2, out_h, out_w, oy, ox));
+            acc = __fadd_rn(acc, bilinear_at(d2 + b * h2 * w2, h2, w2, out_h, out_w, oy, ox,
+                                               receptive_field));
         if (levels > 3)
-            acc = __fadd_rn(acc, bilinear_at(d3 + b * h3 * w3, h3, w3, out_h, out_w, oy, ox));
+            acc = __fadd_rn(acc, bilinear_at(d3 + b * h3 * w3, h3, w3, out_h, out_w, oy, ox,
+                                               receptive_field));
         out[i] = __fmul_rn(acc, inv);
     }
 }

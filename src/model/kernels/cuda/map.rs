@@ -1,5 +1,5 @@
 //! The anomaly map on the GPU (anomaly_map.cu): per level the cosine discrepancy, then
-//! bilinear upsampling (align_corners = true) of every level to the input size and their
+//! bilinear upsampling (cells placed as the bundle's `Upsampling` says) of every level to the input size and their
 //! mean, then scipy's Gaussian smoothing, so only the finished map is copied to the host
 //! (for the score and the decision). The twins are `model::cdo::anomaly_maps_host` and
 //! `model::postprocess::gaussian_smooth_in_place`; each op's `cpu_fwd` below computes the
@@ -10,7 +10,7 @@ use candle_core::{Result, Shape, Tensor};
 
 use super::{elementwise, i32_of, i64_of, input, kernel, launch, output};
 use crate::model::kernels::cpu_f32;
-use crate::model::kernels::resize::BilinearRows;
+use crate::model::kernels::resize::{BilinearRows, Upsampling};
 
 /// The raw (unsmoothed) anomaly maps, B x out_h x out_w on the features' GPU: the mean over
 /// the levels of `1 − e·a / (sqrt(|e|² + eps²) sqrt(|a|² + eps²))` upsampled. Up to three
@@ -20,6 +20,7 @@ pub fn anomaly_map(
     apprentice: &[Tensor],
     out_h: usize,
     out_w: usize,
+    up: Upsampling,
     eps: f64,
 ) -> Result<Tensor> {
     if expert.is_empty() || expert.len() > 3 || expert.len() != apprentice.len() {
@@ -43,6 +44,7 @@ pub fn anomaly_map(
         levels: planes.len(),
         out_h,
         out_w,
+        up,
     };
     pick(0).apply_op3_no_bwd(pick(1), pick(2), &op)
 }
@@ -134,6 +136,7 @@ struct UpsampleMean {
     levels: usize,
     out_h: usize,
     out_w: usize,
+    up: Upsampling,
 }
 
 impl UpsampleMean {
@@ -177,7 +180,7 @@ impl CustomOp3 for UpsampleMean {
             for &(s, l) in &levels[..self.levels] {
                 let (_, h, w) = l.shape().dims3()?;
                 let d = cpu_f32(self.name(), "plane", s, l)?;
-                let Some(rows) = BilinearRows::new(&d[bi * h * w..(bi + 1) * h * w], h, w, oh, ow)
+                let Some(rows) = BilinearRows::new(&d[bi * h * w..(bi + 1) * h * w], h, w, oh, ow, self.up)
                 else {
                     bail!("upsample-mean: empty plane")
                 };
@@ -216,8 +219,9 @@ impl CustomOp3 for UpsampleMean {
             i32_of(self.out_h)?,
             i32_of(self.out_w)?,
         );
+        let receptive_field = i32::from(self.up == Upsampling::ReceptiveField);
         launch!(f, elementwise(n); &d0, &h0, &w0, &d1, &h1, &w1, &d2, &h2, &w2, &d0, &h0, &w0,
-            &levels, &mut out, &i32_of(b)?, &oh, &ow);
+            &levels, &mut out, &i32_of(b)?, &oh, &ow, &receptive_field);
         let out = CudaStorage::wrap_cuda_slice(out, s1.device.clone());
         Ok((out, Shape::from((b, self.out_h, self.out_w))))
     }
