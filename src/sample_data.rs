@@ -334,9 +334,9 @@ fn paint_scratch(rng: &mut ChaCha8Rng, img: &mut RgbImage, mask: &mut GrayImage)
     }
 }
 
-/// A spot: a soft-edged elliptical blotch 6-16 px across, darker (burn mark, oil) or
-/// lighter (stress whitening) than the surface.
-fn paint_spot(rng: &mut ChaCha8Rng, img: &mut RgbImage, mask: &mut GrayImage) {
+/// A spot: a soft-edged elliptical blotch 6-16 px across, darker (burn mark, oil) or, when
+/// `light` allows it, lighter (stress whitening) than the surface (each half the time).
+fn paint_spot(rng: &mut ChaCha8Rng, img: &mut RgbImage, mask: &mut GrayImage, light: bool) {
     let (w, h) = (img.width() as f32, img.height() as f32);
     let diameter: f32 = rng.gen_range(6.0..=16.0);
     let a_ax = diameter / 2.0;
@@ -345,7 +345,8 @@ fn paint_spot(rng: &mut ChaCha8Rng, img: &mut RgbImage, mask: &mut GrayImage) {
     let reach = a_ax + 3.0;
     let cx: f32 = rng.gen_range(reach..=w - reach);
     let cy: f32 = rng.gen_range(reach..=h - reach);
-    let dark = rng.gen_bool(0.5);
+    // Drawn either way, so the other draws stay those of a dataset with light spots.
+    let dark = rng.gen_bool(0.5) || !light;
     let strength: f32 = rng.gen_range(0.75..=1.0);
 
     let (x0, x1) = span(cx - reach, cx + reach, img.width());
@@ -567,7 +568,8 @@ pub fn build_surface_dataset(
         spec.seed
     );
     let counts = (spec.train_good, spec.test_good, spec.test_defect);
-    let images = write_dataset(out, counts, 0, &photo, &mut rng, &mut next, &marker)?;
+    let defects = Defects { min_px: 0, light_spots: true };
+    let images = write_dataset(out, counts, defects, &photo, &mut rng, &mut next, &marker)?;
     Ok(SampleSummary {
         root: out.to_path_buf(),
         size: (tile, tile),
@@ -584,12 +586,12 @@ fn file_name(path: &Path) -> String {
 /// Writes a dataset into `out` (prepared by [`prepare_output`]): `counts` = (good
 /// training images, good test images, defective test images per type), each image from
 /// `next` (which may draw from `rng`), the defects painted with `rng` (the contamination
-/// from elsewhere in `photo`; a defect under `min_defect_px` mask pixels is drawn again),
+/// from elsewhere in `photo`; a defect under `defects.min_px` mask pixels is drawn again),
 /// then the marker with `marker`'s text.
 fn write_dataset(
     out: &Path,
     (train_good, test_good, test_defect): (usize, usize, usize),
-    min_defect_px: usize,
+    Defects { min_px: min_defect_px, light_spots }: Defects,
     photo: &RgbImage,
     rng: &mut ChaCha8Rng,
     next: &mut dyn FnMut(&mut ChaCha8Rng, Split) -> RgbImage,
@@ -641,7 +643,7 @@ fn write_dataset(
                 let mut mask = GrayImage::new(img.width(), img.height());
                 match defect {
                     "scratch" => paint_scratch(rng, &mut img, &mut mask),
-                    "spot" => paint_spot(rng, &mut img, &mut mask),
+                    "spot" => paint_spot(rng, &mut img, &mut mask, light_spots),
                     _ => paint_contamination(rng, photo, &mut img, &mut mask),
                 }
                 let n = mask.pixels().filter(|p| p.0[0] == 255).count();
@@ -688,6 +690,9 @@ pub struct LineSpec {
     /// The smallest defect painted, in mask pixels (a station's specification names the
     /// smallest defect it must find; smaller draws are painted again).
     pub min_defect_px: usize,
+    /// Spots lighter than the surface too (stress whitening), not only darker ones (burn
+    /// marks, oil). On the brick photograph a light spot looks like its white mortar.
+    pub light_spots: bool,
     pub seed: u64,
 }
 
@@ -757,7 +762,7 @@ pub fn build_line_dataset(
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut next = |rng: &mut ChaCha8Rng, _: Split| line_frame(rng, &photo, spec);
     let marker = format!(
-        "cdo-inspect line dataset\nphoto = {}\nframe = {}x{}\njitter = {}\ntrain_good = {}\ntest_good = {}\ntest_defect_per_type = {}\nmin_defect_px = {}\nseed = {}\n",
+        "cdo-inspect line dataset\nphoto = {}\nframe = {}x{}\njitter = {}\ntrain_good = {}\ntest_good = {}\ntest_defect_per_type = {}\nmin_defect_px = {}\nlight_spots = {}\nseed = {}\n",
         file_name(photo_path),
         spec.width,
         spec.height,
@@ -766,15 +771,26 @@ pub fn build_line_dataset(
         spec.test_good,
         spec.test_defect,
         spec.min_defect_px,
+        spec.light_spots,
         spec.seed
     );
     let counts = (spec.train_good, spec.test_good, spec.test_defect);
-    let images = write_dataset(out, counts, spec.min_defect_px, &photo, &mut rng, &mut next, &marker)?;
+    let defects = Defects { min_px: spec.min_defect_px, light_spots: spec.light_spots };
+    let images = write_dataset(out, counts, defects, &photo, &mut rng, &mut next, &marker)?;
     Ok(SampleSummary {
         root: out.to_path_buf(),
         size: (spec.width, spec.height),
         images,
     })
+}
+
+/// How the defects of a dataset are painted.
+#[derive(Debug, Clone, Copy)]
+struct Defects {
+    /// The smallest defect, in mask pixels (smaller draws are painted again).
+    min_px: usize,
+    /// Spots lighter than the surface as well as darker ones.
+    light_spots: bool,
 }
 
 /// The categories [`build_benchmark_dataset`] writes: (name, photograph in the directory
@@ -951,7 +967,7 @@ mod tests {
             let mut mask = GrayImage::new(96, 96);
             match round % 3 {
                 0 => paint_scratch(&mut rng, &mut img, &mut mask),
-                1 => paint_spot(&mut rng, &mut img, &mut mask),
+                1 => paint_spot(&mut rng, &mut img, &mut mask, true),
                 _ => paint_contamination(&mut rng, &photo, &mut img, &mut mask),
             }
             let near_mask = |x: u32, y: u32| {
@@ -1071,6 +1087,7 @@ mod tests {
             test_good: 2,
             test_defect: 2,
             min_defect_px: 0,
+            light_spots: true,
             seed,
         }
     }
@@ -1136,6 +1153,36 @@ mod tests {
             err.to_string().contains("tex.png is 140x120; 96x80 frames moved by up to 30 px need at least 156x140"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn line_spots_are_dark_only_when_light_ones_are_not_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let tex = synthetic_texture(dir.path(), "tex.png", 140, 120, true);
+        let any = LineSpec { test_defect: 6, ..line_spec(5) };
+        let dark = LineSpec { light_spots: false, ..any };
+        build_line_dataset(&tex, &dir.path().join("any"), &any).unwrap();
+        build_line_dataset(&tex, &dir.path().join("dark"), &dark).unwrap();
+        // The same draws: every other file is the same, byte for byte.
+        for sub in ["train/good", "test/good", "test/scratch", "test/contamination", "ground_truth"] {
+            let (a, b) = (dir.path().join("any").join(sub), dir.path().join("dark").join(sub));
+            assert_eq!(tree(&a), tree(&b), "{sub}");
+        }
+        // A light spot becomes a dark one in the same place; a dark one stays as it was.
+        let (mut lighter, mut same) = (0, 0);
+        for i in 0..6 {
+            let name = format!("test/spot/{i:03}.png");
+            let a = imageio::load_rgb(&dir.path().join("any").join(&name)).unwrap();
+            let b = imageio::load_rgb(&dir.path().join("dark").join(&name)).unwrap();
+            if a == b {
+                same += 1;
+                continue;
+            }
+            let sum = |im: &RgbImage| im.pixels().map(|p| p.0[0] as u64).sum::<u64>();
+            assert!(sum(&b) < sum(&a), "{name}: the dark-only spot is not darker");
+            lighter += 1;
+        }
+        assert!(lighter > 0 && same > 0, "light {lighter}, dark {same}: both kinds expected");
     }
 
     /// The real photographs fetched by `scripts/fetch-sample-images.sh` (the test script

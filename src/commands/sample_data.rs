@@ -32,6 +32,10 @@ pub struct SampleDataArgs {
     /// again).
     #[arg(long, default_value_t = 0, requires = "frame")]
     pub min_defect_px: usize,
+    /// With --frame: paint dark spots only (burn marks, oil), no light ones (stress
+    /// whitening, which on the brick photograph looks like its white mortar).
+    #[arg(long, requires = "frame")]
+    pub dark_spots: bool,
     #[arg(long, default_value_t = SampleSpec::default().train_good)]
     pub train_good: usize,
     #[arg(long, default_value_t = SampleSpec::default().test_good)]
@@ -56,6 +60,7 @@ pub fn run(args: SampleDataArgs) -> Result<i32> {
                 test_good: args.test_good,
                 test_defect: args.test_defect,
                 min_defect_px: args.min_defect_px,
+                light_spots: !args.dark_spots,
                 seed: args.seed,
             },
         )?,
