@@ -89,7 +89,6 @@ fn check_losses(dt: DType, rel: f64) {
             gamma: case.gamma,
             mom: case.mom,
             oom: case.oom,
-            upsampling: AC,
         };
         let out = cdo_loss(&e, &a, Some(&m), &cfg).unwrap();
         let total = out

@@ -109,9 +109,12 @@ fn a_tiled_roi_is_stitched_at_native_resolution_and_a_small_defect_shows_where_i
         b.score,
         change[(cy * b.width + cx) as usize]
     );
-    // Far from the defect (beyond the tiles that hold it) nothing changed.
+    // The defect raises the map where it is.
+    assert!(change[(cy * b.width + cx) as usize] > 0.01);
+    // Far from the defect (beyond the tiles that hold it) nothing changed. (The score, a
+    // mean over the map's top 1 %, may go either way: this apprentice's map is about 1
+    // everywhere, and a flat white patch can lower it around the patch.)
     assert_eq!(change[10 * 384 + 350], 0.0);
-    assert!(b.score >= a.score);
 }
 
 #[test]

@@ -76,9 +76,9 @@ pub struct TrainConfig {
     /// Ignore mask image (the ROI's size in source pixels; black = never inspect),
     /// copied into the bundle folder (tiles only).
     pub mask: Option<PathBuf>,
-    /// Where each feature level's discrepancy is placed in the map, in training and in the
-    /// bundle; default `receptive_field` (`align_corners` is the reference's, which puts a
-    /// small defect's peak up to 15 px off it at 256 px).
+    /// Where each feature level's discrepancy is placed in the map (calibration and the
+    /// bundle; the loss keeps the reference's); default `receptive_field` (`align_corners`
+    /// is the reference's, which puts a small defect's peak up to 15 px off it at 256 px).
     pub upsampling: Option<Upsampling>,
 }
 

@@ -38,7 +38,7 @@ pub struct DemoArgs {
 /// specification: defects of 60 px and more (an 8 px spot, a 30 px scratch), 0.03 % of
 /// the frame; the largest are about 0.3 %. Its spots are dark (burn marks, oil): on this
 /// photograph a light spot sits on or beside its near-white mortar and looks like it, and
-/// the demo's model caught none of 12 such spots (README, *The demo's limits*).
+/// the demo's model caught 3 of 12 such spots (README, *The demo's limits*).
 pub const LINE: LineSpec = LineSpec {
     width: 464,
     height: 464,
@@ -54,7 +54,7 @@ pub const LINE: LineSpec = LineSpec {
 /// Training settings of the demo: tiled inspection at native resolution (128 px tiles
 /// overlapping by 16 px: 16 tiles per frame), a third of the good frames held out to
 /// calibrate the threshold on whole frames, and a higher learning rate than the paper's
-/// so that a usable model trains in a few minutes on two cores. A real station keeps the
+/// so that a usable model trains in about 5 minutes on two cores. A real station keeps the
 /// paper's defaults and trains on a few hundred good parts.
 pub fn demo_train_config() -> TrainConfig {
     TrainConfig {
@@ -62,7 +62,7 @@ pub fn demo_train_config() -> TrainConfig {
         tile: Some(128),
         overlap: Some(16),
         learning_rate: 3e-3,
-        epochs: 8,
+        epochs: 12,
         holdout_fraction: 1.0 / 3.0,
         seed: 5,
         ..TrainConfig::default()
@@ -85,7 +85,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     }
     let model = dir.join("model");
     if !model.join("model.toml").is_file() {
-        println!("training the demo model into {} (a few minutes on two cores)", model.display());
+        println!("training the demo model into {} (about 5 minutes on two cores)", model.display());
         let job = TrainJob {
             data: TrainData::Folder(data.join("train/good")),
             out: model.clone(),

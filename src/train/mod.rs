@@ -49,7 +49,6 @@ impl TrainConfig {
             gamma: self.gamma,
             mom: self.mom,
             oom: self.oom,
-            upsampling: self.upsampling(),
         }
     }
 }

@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Where bilinear upsampling puts a coarse grid's cells in the finer one: how a feature
-/// level's discrepancy is placed in the anomaly map (and, in training, on the first level).
+/// level's discrepancy is placed in the anomaly map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Upsampling {

@@ -1,7 +1,7 @@
 //! The anomaly map on the GPU (anomaly_map.cu): per level the cosine discrepancy, then
-//! bilinear upsampling (cells placed as the bundle's `Upsampling` says) of every level to the input size and their
-//! mean, then scipy's Gaussian smoothing, so only the finished map is copied to the host
-//! (for the score and the decision). The twins are `model::cdo::anomaly_maps_host` and
+//! bilinear upsampling of every level to the input size (cells placed as the bundle's
+//! `Upsampling` says) and their mean, then scipy's Gaussian smoothing, so only the
+//! finished map is copied to the host (for the score and the decision). The twins are `model::cdo::anomaly_maps_host` and
 //! `model::postprocess::gaussian_smooth_in_place`; each op's `cpu_fwd` below computes the
 //! same thing on the host, for the parity test.
 
@@ -180,8 +180,8 @@ impl CustomOp3 for UpsampleMean {
             for &(s, l) in &levels[..self.levels] {
                 let (_, h, w) = l.shape().dims3()?;
                 let d = cpu_f32(self.name(), "plane", s, l)?;
-                let Some(rows) = BilinearRows::new(&d[bi * h * w..(bi + 1) * h * w], h, w, oh, ow, self.up)
-                else {
+                let plane = &d[bi * h * w..(bi + 1) * h * w];
+                let Some(rows) = BilinearRows::new(plane, h, w, oh, ow, self.up) else {
                     bail!("upsample-mean: empty plane")
                 };
                 for (oy, row) in map.chunks_exact_mut(ow).enumerate() {
