@@ -360,7 +360,8 @@ mod tests {
         };
         assert_eq!(peak(up), 240);
         assert_eq!(peak(Upsampling::AlignCorners), 255);
-        // The plane and the tensor versions agree (training uses one, inference the other).
+        // The plane and the tensor versions agree (the CPU maps with one, other devices
+        // without the crate's kernels with the other).
         let src: Vec<f32> = (0..12).map(|i| ((i * 7) % 5) as f32).collect();
         let t = Tensor::from_vec(src.clone(), (1, 1, 3, 4), &Device::Cpu).unwrap();
         let want = flat(&bilinear(&t.to_dtype(DType::F64).unwrap(), 12, 16, up).unwrap());
