@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{signal, station_log, wait_exit, wait_for};
+use common::{records, signal, station_log, wait_exit, wait_for, whole_records};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -104,19 +104,6 @@ fn start(config: &Path, env: &[(&str, &str)]) -> Child {
         .unwrap()
 }
 
-/// Every record line in `dir/records/parts.jsonl`; each must be whole JSON.
-fn records(dir: &Path) -> Vec<Value> {
-    records_in(&dir.join("records"))
-}
-
-fn records_in(records_dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(records_dir.join("parts.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a torn or bad record line ({e}): {l:?}")))
-        .collect()
-}
-
 fn ids(recs: &[Value]) -> Vec<u64> {
     recs.iter().map(|r| r["id"].as_u64().unwrap()).collect()
 }
@@ -174,7 +161,7 @@ fn a_killed_station_leaves_no_part_uncounted_and_ids_continue_after_it() {
     assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(60)), 0, "{}", station_log(dir));
     let log = station_log(dir);
     assert!(log.contains("had no record (crash?)"), "{log}");
-    let recs = records(dir);
+    let recs = whole_records(dir);
     assert_every_id_once(&recs);
     let crashed: Vec<&Value> = recs.iter().filter(|r| r["reason"] == CRASH_REASON).collect();
     assert!(!crashed.is_empty(), "{recs:?}");
@@ -281,7 +268,7 @@ fn a_full_records_disk_rejects_every_part_with_the_fault_raised_and_recovers_by_
     assert_eq!(states(dir, "fault"), [true, false]);
     assert_eq!(states(dir, "ready"), [true, false, true, false]);
     // No torn line, every part once, and the parts of the outage rejected with the reason.
-    let recs = records(dir);
+    let recs = whole_records(dir);
     assert_every_id_once(&recs);
     let outage: Vec<&Value> =
         recs.iter().filter(|r| r["reason"].as_str().is_some_and(|s| s.contains("records cannot be written"))).collect();
@@ -308,7 +295,7 @@ fn a_removed_records_folder_is_noticed_and_recreated() {
     assert!(log.contains("parts.jsonl was removed or replaced"), "{log}");
     assert!(dir.join("records/inflight.jsonl").is_file());
     // The new file goes on where the old one stopped: ids ascending, none twice.
-    let v = ids(&records(dir));
+    let v = ids(&whole_records(dir));
     assert!(v.windows(2).all(|w| w[0] < w[1]) && v[0] > 1, "{v:?}");
 }
 
@@ -330,7 +317,7 @@ fn a_panicking_stage_exits_non_zero_with_the_fault_raised_and_its_parts_are_coun
         let config = station_file(dir, "panics", false, 10, 200, "");
         let mut child = start(&config, &[]);
         assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(60)), 0, "{}", station_log(dir));
-        assert_every_id_once(&records(dir));
+        assert_every_id_once(&whole_records(dir));
     }
 }
 
@@ -355,7 +342,7 @@ fn outside_text_cannot_forge_a_log_line_or_bloat_a_record() {
     assert!(!log.lines().any(|l| l.starts_with("[2099")), "a forged log line:\n{log}");
     assert!(!log.contains('\u{1b}') && !log.contains('\r'), "{log:?}");
     assert!(log.contains(r"0002_corrupt\u{1b}[2J\r.png"), "{log}");
-    let recs = records(dir);
+    let recs = whole_records(dir);
     assert_eq!(recs.len(), 3);
     // Records keep the origin (JSON escapes it), the corrupt frame's included.
     assert_eq!(recs[0]["origin"], forged);
@@ -402,7 +389,7 @@ fn a_second_daemon_on_the_same_station_is_refused_naming_the_first() {
     // The refused one wrote nothing: every record is the first station's, each id once.
     signal(&first, libc::SIGTERM);
     assert_eq!(wait_exit(&mut first, dir, Duration::from_secs(30)), 0, "{}", station_log(dir));
-    let recs = records(dir);
+    let recs = whole_records(dir);
     assert_every_id_once(&recs);
     assert!(recs.iter().all(|r| r["station"] == "lock"));
 }
@@ -460,7 +447,7 @@ fn a_bundle_value_outside_its_limits_starts_no_station_and_inspects_nothing() {
         let mut run = start(&config, &[]);
         assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(60)), 1, "{what}: {}", station_log(dir));
         assert!(station_log(dir).contains(message), "{what}: {}", station_log(dir));
-        assert!(records(dir).is_empty(), "{what}: a part was inspected");
+        assert!(whole_records(dir).is_empty(), "{what}: a part was inspected");
 
         let infer = common::cdo_verb("infer")
             .arg("--model")
@@ -488,7 +475,7 @@ fn timing_values_outside_their_limits_are_refused_at_start_and_on_sighup() {
     assert!(common::stdout(&check).contains("reject.delay_ms: must be <= 60000"), "{}", common::stdout(&check));
     let mut run = start(&config, &[]);
     assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(30)), 1, "{}", station_log(dir));
-    assert!(records(dir).is_empty());
+    assert!(whole_records(dir).is_empty());
 
     // A running station offered a trigger rate of 1e-300 Hz by SIGHUP keeps its own.
     std::fs::write(&config, &good).unwrap();
@@ -502,5 +489,5 @@ fn timing_values_outside_their_limits_are_refused_at_start_and_on_sighup() {
     wait_for("parts after the refused reload", dir, Duration::from_secs(30), || records(dir).len() >= before + 3);
     signal(&run, libc::SIGTERM);
     assert_eq!(wait_exit(&mut run, dir, Duration::from_secs(30)), 0, "{}", station_log(dir));
-    assert_every_id_once(&records(dir));
+    assert_every_id_once(&whole_records(dir));
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::outside::{chromium, free_port, get, http, output_within, program, test_certificates, web_address, Broker};
-use common::{signal, station_log, wait_exit, wait_for};
+use common::{records, signal, station_log, wait_exit, wait_for};
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-0123456789";
@@ -109,14 +109,6 @@ fn start(config: &Path) -> Child {
         .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
         .spawn()
         .unwrap()
-}
-
-fn records(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("records/parts.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn wait_web(dir: &Path) -> SocketAddr {

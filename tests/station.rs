@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{signal, station_log, wait_exit, wait_for};
+use common::{records, signal, station_log, wait_exit, wait_for, whole_records};
 use serde_json::Value;
 
 /// Pulse start tolerance: the edge must come within this of trigger + delay. Generous
@@ -100,14 +100,6 @@ fn start_with(config: &Path, env: &[(&str, String)]) -> Child {
         .unwrap()
 }
 
-fn records(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("records/parts.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every record line is whole JSON"))
-        .collect()
-}
-
 fn edges(dir: &Path) -> Vec<cdo_inspect::station::sim_gpio::EdgeRecord> {
     cdo_inspect::station::sim_gpio::read_edge_log(&dir.join("edges.jsonl")).unwrap()
 }
@@ -175,7 +167,7 @@ fn every_trigger_is_one_record_and_defects_are_rejected_on_time() {
     assert!(messages.iter().any(|m| m.starts_with("STATUS=parts ")), "{messages:?}");
     assert!(first("STOPPING=1").is_some(), "{messages:?}");
 
-    let recs = records(tmp.path());
+    let recs = whole_records(tmp.path());
     let ids: Vec<u64> = recs.iter().map(|r| r["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, vec![1, 2, 3, 4, 5, 6], "{}", station_log(tmp.path()));
     // Every part got a real verdict, the station's equals score > threshold, and every
@@ -213,7 +205,7 @@ fn run_replay(root: &Path, parts: &[(&Path, &str)], extra: &str) -> Vec<Value> {
     let mut child = start(&config);
     let code = wait_exit(&mut child, root, Duration::from_secs(180));
     assert_eq!(code, 0, "{}", station_log(root));
-    records(root)
+    whole_records(root)
 }
 
 #[test]
@@ -357,7 +349,7 @@ fn sighup_applies_a_good_file_and_keeps_the_running_settings_on_a_bad_one() {
     signal(&child, libc::SIGTERM);
     assert_eq!(wait_exit(&mut child, dir, Duration::from_secs(20)), 0);
     // No part lost across the reloads: ids run without gaps.
-    let ids: Vec<u64> = records(dir).iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = whole_records(dir).iter().map(|r| r["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
 }
 
@@ -380,7 +372,7 @@ fn the_demo_runs_a_whole_station_and_summarises_it() {
     let stdout = common::stdout(&out);
     assert!(out.status.success(), "{stdout}\n{}", common::stderr(&out));
     let line_parts = std::fs::read_dir(demo.join("line")).unwrap().count();
-    let recs = records(&demo);
+    let recs = whole_records(&demo);
     assert_eq!(recs.len(), line_parts);
     let part_lines = stdout
         .lines()

@@ -15,7 +15,7 @@ use std::time::Duration;
 use cdo_inspect::bundle::geometry::{Geometry, Roi, Tiles};
 use cdo_inspect::imageio::ROI_COLOUR;
 use common::tiny::{with_geometry, PHOTO, TILE};
-use common::{station_log, wait_exit};
+use common::{station_log, wait_exit, whole_records};
 use serde_json::Value;
 
 /// The frames are 448 px crops of the photograph; the reference is the one at (32, 32).
@@ -79,14 +79,6 @@ pass_every = 1
     path
 }
 
-fn records(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("records/parts.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn parts_are_inspected_in_the_region_of_interest_moved_with_the_part() {
     let bundle = aligned_bundle();
@@ -127,7 +119,7 @@ fn parts_are_inspected_in_the_region_of_interest_moved_with_the_part() {
         .spawn()
         .unwrap();
     assert_eq!(wait_exit(&mut child, tmp.path(), Duration::from_secs(180)), 0, "{}", station_log(tmp.path()));
-    let recs = records(tmp.path());
+    let recs = whole_records(tmp.path());
     assert_eq!(recs.len(), parts.len(), "{}", station_log(tmp.path()));
 
     // The part at home: the region where the bundle says, every pixel of it inspected.
