@@ -8,7 +8,7 @@ mod common;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::outside::{chromium, free_port, get, http, output_within, program, test_certificates, web_address, Broker};
@@ -21,30 +21,9 @@ const TOLERANCE_US: f64 = 30_000.0;
 /// Chromium loads and dumps or screenshots a page in seconds; a hang fails the test.
 const BROWSER_LIMIT: Duration = Duration::from_secs(90);
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    bundle: PathBuf,
-    good: Vec<PathBuf>,
-    defects: Vec<PathBuf>,
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, bundle) = common::sample_bundle(
-            dir.path(),
-            &["--tile", "128", "--train-good", "40", "--test-good", "4", "--test-defect", "2", "--seed", "11"],
-            "[train]\nimage_size = 128\nlearning_rate = 3e-3\nepochs = 30\nholdout_fraction = 0.2\nseed = 5\n",
-        );
-        let list = |kind: &str| cdo_inspect::imageio::list_images(&data.join("test").join(kind)).unwrap();
-        Fixture { bundle, good: list("good"), defects: list("contamination"), _dir: dir }
-    })
-}
-
 /// `n` parts, good and defective in turn, one corrupt frame third: `line/NNNN_<kind>.png`.
 fn line(root: &Path, n: usize) {
-    let f = fixture();
+    let f = common::line_model();
     let dir = root.join("line");
     std::fs::create_dir_all(&dir).unwrap();
     for i in 0..n {
@@ -90,7 +69,7 @@ pulse_ms = 50
 line = "gpiochip0:23"
 {extra}
 "#,
-        bundle = fixture().bundle.display(),
+        bundle = common::line_model().bundle.display(),
         models = common::models_dir().display(),
         inject = inject.join(", "),
     );

@@ -6,7 +6,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{records, signal, station_log, wait_exit, wait_for, whole_records};
@@ -15,32 +14,6 @@ use serde_json::Value;
 /// Pulse start tolerance: the edge must come within this of trigger + delay. Generous
 /// for a shared CI machine; the measured figures are in the records (`late_us`).
 const TOLERANCE_US: i64 = 30_000;
-
-/// A model trained once for all tests here, on good tiles cut from a real photograph,
-/// with test tiles (good and with painted defects) to replay.
-struct Fixture {
-    _dir: tempfile::TempDir,
-    bundle: PathBuf,
-    good: Vec<PathBuf>,
-    defects: Vec<PathBuf>,
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, bundle) = common::sample_bundle(
-            dir.path(),
-            &["--tile", "128", "--train-good", "40", "--test-good", "4", "--test-defect", "3", "--seed", "11"],
-            "[train]\nimage_size = 128\nlearning_rate = 3e-3\nepochs = 30\nholdout_fraction = 0.2\nseed = 5\n",
-        );
-        let list = |kind: &str| cdo_inspect::imageio::list_images(&data.join("test").join(kind)).unwrap();
-        // Contamination is what this small demo model separates cleanly from good
-        // brick (scratches and spots overlap the good scores at this training size).
-        let defects = list("contamination");
-        Fixture { bundle, good: list("good"), defects, _dir: dir }
-    })
-}
 
 /// A station folder: `line/` holds the given images as `NNNN_<kind>.png`.
 fn line_folder(root: &Path, parts: &[(&Path, &str)]) -> PathBuf {
@@ -55,7 +28,7 @@ fn line_folder(root: &Path, parts: &[(&Path, &str)]) -> PathBuf {
 /// Writes `station.toml` in `root`: the fixture's model, the replay camera, simulated
 /// GPIO with `gpio_extra` keys, and the `extra` sections.
 fn station_file(root: &Path, gpio_extra: &str, extra: &str) -> PathBuf {
-    let f = fixture();
+    let f = common::line_model();
     let text = format!(
         r#"[station]
 name = "test"
@@ -116,7 +89,7 @@ fn verdicts_by_kind(recs: &[Value]) -> Vec<(String, String)> {
 
 #[test]
 fn every_trigger_is_one_record_and_defects_are_rejected_on_time() {
-    let f = fixture();
+    let f = common::line_model();
     let tmp = tempfile::tempdir().unwrap();
     let parts: Vec<(&Path, &str)> = vec![
         (&f.good[0], "good"),
@@ -210,7 +183,7 @@ fn run_replay(root: &Path, parts: &[(&Path, &str)], extra: &str) -> Vec<Value> {
 
 #[test]
 fn a_corrupt_frame_and_a_stalled_camera_fail_safe_and_the_station_goes_on() {
-    let f = fixture();
+    let f = common::line_model();
     let tmp = tempfile::tempdir().unwrap();
     let corrupt = tmp.path().join("corrupt.png");
     let bytes = std::fs::read(&f.good[0]).unwrap();
@@ -243,7 +216,7 @@ fn a_corrupt_frame_and_a_stalled_camera_fail_safe_and_the_station_goes_on() {
 
 #[test]
 fn a_verdict_later_than_its_pulse_is_a_reject_at_the_deadline() {
-    let f = fixture();
+    let f = common::line_model();
     let tmp = tempfile::tempdir().unwrap();
     let parts: Vec<(&Path, &str)> = vec![(&f.good[0], "good"), (&f.good[1], "good")];
     let recs = run_replay(
@@ -267,7 +240,7 @@ fn a_verdict_later_than_its_pulse_is_a_reject_at_the_deadline() {
 
 #[test]
 fn a_full_archive_disk_is_recorded_and_loses_no_part() {
-    let f = fixture();
+    let f = common::line_model();
     let tmp = tempfile::tempdir().unwrap();
     // A 64 KiB filesystem fills after a frame or two (mounting needs root); without root,
     // a read-only archive folder makes every write fail the same way.
@@ -313,7 +286,7 @@ fn a_full_archive_disk_is_recorded_and_loses_no_part() {
 
 #[test]
 fn sighup_applies_a_good_file_and_keeps_the_running_settings_on_a_bad_one() {
-    let f = fixture();
+    let f = common::line_model();
     let tmp = tempfile::tempdir().unwrap();
     line_folder(tmp.path(), &[(&f.good[0], "good"), (&f.good[1], "good")]);
     let sections = |threshold: &str| {
@@ -355,7 +328,7 @@ fn sighup_applies_a_good_file_and_keeps_the_running_settings_on_a_bad_one() {
 
 #[test]
 fn the_demo_runs_a_whole_station_and_summarises_it() {
-    let f = fixture();
+    let f = common::line_model();
     let tmp = tempfile::tempdir().unwrap();
     let demo = tmp.path().join("demo");
     // The fixture's model stands in for the one the demo would train (minutes).

@@ -211,6 +211,31 @@ pub fn sample_bundle(dir: &Path, sample_args: &[&str], train_toml: &str) -> (Pat
     (data, bundle)
 }
 
+/// The station tests' line model, trained once per test binary: 40 good 128 px tiles cut
+/// from the brick photograph, with good and contaminated test tiles to replay.
+pub struct LineModel {
+    _dir: tempfile::TempDir,
+    pub bundle: PathBuf,
+    pub good: Vec<PathBuf>,
+    /// Contamination: what this small model separates cleanly from good brick
+    /// (scratches and spots overlap the good scores at this training size).
+    pub defects: Vec<PathBuf>,
+}
+
+pub fn line_model() -> &'static LineModel {
+    static MODEL: std::sync::OnceLock<LineModel> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, bundle) = sample_bundle(
+            dir.path(),
+            &["--tile", "128", "--train-good", "40", "--test-good", "4", "--test-defect", "3", "--seed", "11"],
+            "[train]\nimage_size = 128\nlearning_rate = 3e-3\nepochs = 30\nholdout_fraction = 0.2\nseed = 5\n",
+        );
+        let list = |kind: &str| cdo_inspect::imageio::list_images(&data.join("test").join(kind)).unwrap();
+        LineModel { bundle, good: list("good"), defects: list("contamination"), _dir: dir }
+    })
+}
+
 /// Trains a bundle in-process into `out` from the good images in the folder `data`, on the
 /// CPU with the fetched expert, uninterrupted.
 pub fn train_folder(data: &Path, out: &Path, config: cdo_inspect::train::TrainConfig) -> cdo_inspect::train::TrainOutcome {
