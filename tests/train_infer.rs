@@ -12,18 +12,23 @@ use candle_core::Device;
 use cdo_inspect::bundle::{Bundle, META_FILE};
 use cdo_inspect::imageio::{list_images, load_rgb};
 use cdo_inspect::infer::{Detector, InferError};
-use cdo_inspect::sample_data::{build_surface_dataset, SampleSpec, DEFAULT_TEXTURE};
+use cdo_inspect::sample_data::{build_surface_dataset, SampleSpec};
 use cdo_inspect::train::{train, TrainConfig, TrainData, TrainJob, TrainOutcome};
 
+/// 20 good training tiles of the brick photograph, and 24 good and 24 defective test
+/// tiles (8 of each kind). Brick, not `sample-data`'s default gravel: this small model
+/// ranks brick's defects well above its good tiles (image AUROC 0.90-0.93 over training
+/// seeds 5-9), while on gravel, whose stones look like painted spots, it reached only
+/// 0.61-0.70, too close to a model trained 2 steps (0.31-0.59) to test anything.
 fn dataset(dir: &Path) -> PathBuf {
     let spec = SampleSpec {
         tile: 128,
         train_good: 20,
-        test_good: 6,
-        test_defect: 2,
+        test_good: 24,
+        test_defect: 8,
         seed: 11,
     };
-    build_surface_dataset(&common::photo_path(DEFAULT_TEXTURE), dir, &spec).unwrap();
+    build_surface_dataset(&common::photo_path("brick.png"), dir, &spec).unwrap();
     dir.to_path_buf()
 }
 
@@ -73,9 +78,10 @@ fn trained_model_scores_defects_above_good_parts() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(&tmp.path().join("surface"));
     let out = tmp.path().join("bundle");
-    // 60 epochs: at 30 the AUROC below ranged 0.69-0.83 with nothing changed but the
-    // order of float sums in the fused expert (its chunk size 16, 32 or 64), so the
-    // threshold sat inside the training's noise; at 60 it is 0.89-0.94 for all three.
+    // 120 steps. Measured on these 72 test tiles, training seeds 5-9: AUROC 0.898-0.925
+    // (contamination 1.0, scratches 0.91-0.95, spots 0.77-0.83); trained 2 steps (seeds
+    // 5, 6): 0.48 and 0.42. The bound of 0.8 below sits between the two with room for
+    // the order of float sums to change.
     let TrainOutcome::Finished { calibration, .. } = run(&job(&data, &out, config(60))) else {
         panic!("not interrupted, so it finishes")
     };
@@ -115,7 +121,7 @@ fn trained_model_scores_defects_above_good_parts() {
         "defects must score higher on average"
     );
     assert!(
-        auroc >= 0.75,
+        auroc >= 0.8,
         "AUROC {auroc} (good {good:?}, defect {defect:?})"
     );
 }
