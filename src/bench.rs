@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::infer::geometry::{frame_roi, GeometryError, Mask};
+use crate::infer::geometry::{frame_roi, GeometryError};
 use crate::infer::preprocess::{batch_tensor, image_to_chw};
 use crate::infer::tiling::{finish_stitched, TileGrid};
 use crate::infer::verdict::rejects;
@@ -364,12 +364,11 @@ impl FrameRun {
 
 /// Inspects `frame` with `detector`'s geometry `warmup + iterations` times, as
 /// `Detector::inspect_frame` does (the same calls in the same order, tiles `batch` at a
-/// time), timing every stage. `mask` is the geometry's ignore mask (required when it
-/// names one).
+/// time), timing every stage, with the detector's ignore mask (required when the
+/// geometry names one).
 pub fn run_frame(
     detector: &Detector,
     frame: &Frame,
-    mask: Option<&Mask>,
     batch: usize,
     warmup: usize,
     iterations: usize,
@@ -377,7 +376,7 @@ pub fn run_frame(
     let device = detector.device().clone();
     let geometry = detector.meta.geometry.clone();
     let size = detector.meta.input_size;
-    let mask = match (&geometry.mask, mask) {
+    let mask = match (&geometry.mask, detector.mask()) {
         (None, _) => None,
         (Some(_), Some(m)) => Some(m),
         (Some(name), None) => {
@@ -409,7 +408,7 @@ pub fn run_frame(
             None => (None, vec![image_to_chw(src, size)]),
             Some(tl) => {
                 if let Some(m) = mask {
-                    m.check_covers(&roi).map_err(InferError::from)?;
+                    m.source.check_covers(&roi).map_err(InferError::from)?;
                 }
                 let (nw, nh) = geometry.network_size(roi.w, roi.h);
                 let resized;
@@ -472,13 +471,12 @@ pub fn run_frame(
                 drop(raw);
                 ms[4] = t.elapsed().as_secs_f64() * 1e3;
                 let t = Instant::now();
-                let m = mask.map(|m| m.at_network(grid.width, grid.height));
                 let s = finish_stitched(
                     &mut map,
                     grid.width as usize,
                     grid.height as usize,
                     detector.meta.smoothing_sigma,
-                    m.as_deref(),
+                    mask.map(|m| m.at(grid.width, grid.height)),
                     detector.meta.score,
                 );
                 black_box(&map);

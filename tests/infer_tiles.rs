@@ -186,7 +186,7 @@ fn the_bench_stage_path_scores_exactly_as_inspect_frame() {
     for bundle in [tiled_bundle(), model().bundle.clone()] {
         let d = Detector::load(&bundle, None, &common::models_dir(), &Device::Cpu).unwrap();
         let want = d.inspect_frame(&frame, 3).unwrap();
-        let run = run_frame(&d, &f, None, 3, 0, 1).unwrap();
+        let run = run_frame(&d, &f, 3, 0, 1).unwrap();
         assert_eq!(run.tiles, want.tiles);
         assert_eq!((run.map_width, run.map_height), (want.width, want.height));
         assert_eq!(run.score.to_bits(), want.score.to_bits(), "{} vs {}", run.score, want.score);

@@ -10,7 +10,6 @@ use super::ModelArgs;
 use crate::platform::device::open_device;
 use crate::bench::{run_frame, run_inference, run_training, table, Frame, FrameInfo, Report};
 use crate::bundle::geometry::{Geometry, Tiles};
-use crate::infer::geometry::Mask;
 use crate::bundle::TrainingRecord;
 use crate::platform::memory::peak_rss_bytes;
 use crate::infer::{resolve_expert, Detector};
@@ -110,7 +109,6 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         let mut run = run_frame(
             &pair.detector,
             &frame,
-            pair.mask.as_ref(),
             args.batch,
             args.warmup,
             args.iterations,
@@ -207,8 +205,6 @@ impl ExpertSource {
 
 struct Pair {
     detector: Detector,
-    /// The ignore mask the bundle's geometry names, for the whole-frame timing.
-    mask: Option<Mask>,
     expert_source: ExpertSource,
     apprentice: String,
 }
@@ -231,13 +227,8 @@ fn load_pair(args: &BenchArgs, models_dir: &Path, device: &Device) -> Result<Pai
             args.runtime.expert.as_deref(),
             models_dir,
         )?;
-        let mask = match &detector.meta.geometry.mask {
-            Some(name) => Some(Mask::load(&bundle.join(name))?),
-            None => None,
-        };
         return Ok(Pair {
             detector,
-            mask,
             expert_source: ExpertSource::File(expert),
             apprentice: format!("trained, {}", bundle.display()),
         });
@@ -288,7 +279,6 @@ fn load_pair(args: &BenchArgs, models_dir: &Path, device: &Device) -> Result<Pai
     let detector = Detector::from_state(meta, expert, apprentice.state_dict(), device)?;
     Ok(Pair {
         detector,
-        mask: None,
         expert_source: source,
         apprentice: "random weights (untrained; same cost)".into(),
     })

@@ -14,7 +14,7 @@ use crate::model::layers::Mode;
 use crate::model::postprocess::gaussian_smooth_in_place;
 use crate::model::kernels::resize::bilinear_align_corners_plane;
 use crate::infer::preprocess::{batch_tensor, image_to_chw};
-use crate::infer::geometry::{frame_roi_at, GeometryError, Mask};
+use crate::infer::geometry::{frame_roi_at, GeometryError, InspectionMask, Mask};
 use crate::infer::inspection::FrameInspection;
 use crate::infer::tiling::{finish_stitched, TileGrid};
 
@@ -113,7 +113,7 @@ pub struct Detector {
     apprentice: Network,
     device: Device,
     /// The ignore mask named by `meta.geometry.mask`, read from the bundle folder.
-    mask: Option<Mask>,
+    mask: Option<InspectionMask>,
 }
 
 /// Where model files live when not given explicitly: `$CDO_MODELS_DIR`, else `./models`.
@@ -342,8 +342,13 @@ impl Detector {
         if let (Some(m), Some(roi)) = (&mask, &self.meta.geometry.roi) {
             m.check_covers(roi)?;
         }
-        self.mask = mask;
+        self.mask = mask.map(|m| InspectionMask::new(m, &self.meta.geometry));
         Ok(())
+    }
+
+    /// The ignore mask the geometry names, once given.
+    pub fn mask(&self) -> Option<&InspectionMask> {
+        self.mask.as_ref()
     }
 
     pub fn device(&self) -> &Device {
@@ -422,7 +427,7 @@ impl Detector {
             }
         };
         if let Some(m) = mask {
-            m.check_covers(&roi)?;
+            m.source.check_covers(&roi)?;
         }
         let (nw, nh) = geometry.network_size(roi.w, roi.h);
         let resized;
@@ -463,13 +468,12 @@ impl Detector {
         }
         let mut map = grid.stitch(&raw);
         drop(raw);
-        let mask = mask.map(|m| m.at_network(nw, nh));
         let score = finish_stitched(
             &mut map,
             nw as usize,
             nh as usize,
             self.meta.smoothing_sigma,
-            mask.as_deref(),
+            mask.map(|m| m.at(nw, nh)),
             self.meta.score,
         );
         Ok(FrameInspection {

@@ -209,6 +209,34 @@ impl Mask {
     }
 }
 
+/// An ignore mask ready for inspection: the mask, and its form in network pixels that
+/// zeroes the stitched map. The ROI is the mask's size, so that form is the same for
+/// every frame and is computed once (at scale 1 on 2048x1536 it costs 12 ms on this
+/// machine's CPU: nothing beside the networks on a CPU, more beside a GPU's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InspectionMask {
+    pub source: Mask,
+    pub network_width: u32,
+    pub network_height: u32,
+    /// Row-major, `network_width * network_height`; `true` = inspect.
+    pub network: Vec<bool>,
+}
+
+impl InspectionMask {
+    pub fn new(source: Mask, geometry: &Geometry) -> Self {
+        let (network_width, network_height) = geometry.network_size(source.width, source.height);
+        let network = source.at_network(network_width, network_height);
+        Self { source, network_width, network_height, network }
+    }
+
+    /// The network-pixel mask for a stitched map of `width` x `height`, which
+    /// [`Mask::check_covers`] has made this size.
+    pub fn at(&self, width: u32, height: u32) -> &[bool] {
+        assert_eq!((width, height), (self.network_width, self.network_height), "mask at network size");
+        &self.network
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +360,19 @@ mod tests {
             m.check_covers(&roi).unwrap_err().to_string(),
             "ignore mask m.png is 4x2 px, but the region it covers is 4x3 source px: the mask must be the region of interest's size (the frame's without one)"
         );
+    }
+
+    #[test]
+    fn an_inspection_mask_is_the_mask_at_the_geometrys_network_size() {
+        let mut px = vec![false; 8];
+        px[7] = true;
+        let m = Mask::new("m.png".into(), 4, 2, px).unwrap();
+        let halved = Geometry { scale: 2.0, ..Geometry::default() };
+        let im = InspectionMask::new(m.clone(), &halved);
+        assert_eq!((im.network_width, im.network_height), (2, 1));
+        assert_eq!(im.at(2, 1), m.at_network(2, 1));
+        let native = InspectionMask::new(m.clone(), &Geometry::default());
+        assert_eq!(native.at(4, 2), m.inspect);
     }
 
     #[test]
