@@ -45,7 +45,9 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 /// The web view's address, from the station's log line.
 pub fn web_address(log: &str) -> Option<SocketAddr> {
     let rest = log.split("operator view on http://").nth(1)?;
-    rest.split('/').next()?.parse().ok()
+    // Up to the '/' that ends it: a log read while the line is being written may stop
+    // inside the port, which would parse as another port.
+    rest.split_once('/')?.0.parse().ok()
 }
 
 /// A free loopback port (bound, read, released).
