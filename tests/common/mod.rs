@@ -113,37 +113,36 @@ pub fn station_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
 }
 
-/// The records in `records_dir/parts.jsonl`, one JSON value per whole line.
+/// The records of a station started by a test in `dir` (`records/parts.jsonl`), one JSON
+/// value per whole line.
 ///
 /// The station appends each record with one `write`, yet a reader polling the file can
 /// still catch that write half copied: Linux does not make a read of a regular file
 /// atomic against a write. So a last line without its newline is a write in progress,
 /// left for the next read, while every whole line must be JSON. Once the station has
-/// stopped, [`whole_records_in`] also refuses that unfinished last line.
-pub fn records_in(records_dir: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(records_dir.join("parts.jsonl")).unwrap_or_default();
+/// stopped, [`whole_records`] also refuses that unfinished last line.
+pub fn records(dir: &Path) -> Vec<serde_json::Value> {
+    parse_records(&read_records(dir))
+}
+
+/// [`records`] for a station that has stopped: the file must end with a whole line.
+pub fn whole_records(dir: &Path) -> Vec<serde_json::Value> {
+    let text = read_records(dir);
+    assert!(text.is_empty() || text.ends_with('\n'), "the records end with a torn line: {:?}", text.lines().last());
+    parse_records(&text)
+}
+
+fn read_records(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("records/parts.jsonl")).unwrap_or_default()
+}
+
+/// The whole lines of `text` (up to its last newline) as JSON.
+fn parse_records(text: &str) -> Vec<serde_json::Value> {
     let whole = text.rfind('\n').map_or("", |end| &text[..end]);
     whole
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a torn or bad record line ({e}): {l:?}")))
         .collect()
-}
-
-/// [`records_in`] for a station that has stopped: the file must end with a whole line.
-pub fn whole_records_in(records_dir: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(records_dir.join("parts.jsonl")).unwrap_or_default();
-    assert!(text.is_empty() || text.ends_with('\n'), "the records end with a torn line: {:?}", text.lines().last());
-    records_in(records_dir)
-}
-
-/// The records of a station started by a test in `dir` (its `records/` folder).
-pub fn records(dir: &Path) -> Vec<serde_json::Value> {
-    records_in(&dir.join("records"))
-}
-
-/// [`whole_records_in`] for a station started by a test in `dir`.
-pub fn whole_records(dir: &Path) -> Vec<serde_json::Value> {
-    whole_records_in(&dir.join("records"))
 }
 
 /// Polls `done` until it holds; after `timeout`, fails naming `what`, with the log of the

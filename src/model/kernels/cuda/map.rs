@@ -1,9 +1,9 @@
 //! The anomaly map on the GPU (anomaly_map.cu): per level the cosine discrepancy, then
 //! bilinear upsampling of every level to the input size (cells placed as the bundle's
 //! `Upsampling` says) and their mean, then scipy's Gaussian smoothing, so only the
-//! finished map is copied to the host (for the score and the decision). The twins are `model::cdo::anomaly_maps_host` and
-//! `model::postprocess::gaussian_smooth_in_place`; each op's `cpu_fwd` below computes the
-//! same thing on the host, for the parity test.
+//! finished map is copied to the host (for the score and the decision). The twins are
+//! `model::cdo::anomaly_maps_host` and `model::postprocess::gaussian_smooth_in_place`;
+//! each op's `cpu_fwd` below computes the same thing on the host, for the parity test.
 
 use candle_core::{bail, CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, Layout};
 use candle_core::{Result, Shape, Tensor};
